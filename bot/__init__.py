@@ -1,0 +1,1 @@
+"""The process shell of Lacre: settings, wiring, CLI, Telegram, HTTP, senders and sandbox."""

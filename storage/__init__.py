@@ -1,0 +1,1 @@
+"""Persistence for Lacre: sqlmodel tables, repositories, the unit of work and migrations."""

@@ -1,0 +1,648 @@
+"""Repositories: the domain's ports over one SQLAlchemy connection, in SQL Core."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import ColumnElement
+
+from core.accounts import Account, Role, User
+from core.envelopes import Document, Envelope, EnvelopeStatus, Signer, SignerStatus
+from core.errors import Conflict
+from core.ledger import Balances, EntryDraft, LedgerEntry, Pool, Reason
+from core.linking import LinkToken
+from core.notifications import Channel, DeliveryStatus, Kind, Notification, may_move
+from core.ports import EnvelopeQuery, NotificationDraft
+from storage.tables import (
+    AccountRow,
+    DocumentRow,
+    EnvelopeRow,
+    LedgerEntryRow,
+    LinkTokenRow,
+    NotificationRow,
+    SignerRow,
+    UserRow,
+)
+
+accounts = AccountRow.__table__  # type: ignore[attr-defined]
+users = UserRow.__table__  # type: ignore[attr-defined]
+link_tokens = LinkTokenRow.__table__  # type: ignore[attr-defined]
+envelopes = EnvelopeRow.__table__  # type: ignore[attr-defined]
+documents = DocumentRow.__table__  # type: ignore[attr-defined]
+signers = SignerRow.__table__  # type: ignore[attr-defined]
+ledger = LedgerEntryRow.__table__  # type: ignore[attr-defined]
+notifications = NotificationRow.__table__  # type: ignore[attr-defined]
+
+
+def fold(text: str) -> str:
+    """Lower-case without accents, so "joao" finds "João" on either database."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def _insert_ignoring_duplicates(
+    conn: Connection, table: Any, values: dict[str, Any], key: str
+) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+    return conn.execute(stmt.returning(table.c.id) if key != "id" else stmt)
+
+
+class _Repo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+
+class SqlAccountRepository(_Repo):
+    def add(
+        self,
+        *,
+        name: str,
+        plan_code: str,
+        timezone: str,
+        language: str,
+        plan_renews_at: datetime | None,
+        now: datetime,
+    ) -> Account:
+        new_id = self.conn.execute(
+            insert(accounts)
+            .values(
+                name=name,
+                plan_code=plan_code,
+                timezone=timezone,
+                language=language,
+                credits=0,
+                notification_credits=0,
+                plan_renews_at=plan_renews_at,
+                created_at=now,
+            )
+            .returning(accounts.c.id)
+        ).scalar_one()
+        account = self.get(new_id)
+        assert account is not None
+        return account
+
+    def get(self, account_id: int) -> Account | None:
+        row = self.conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
+        return _account(row) if row else None
+
+    def list_all(self) -> list[Account]:
+        return [_account(r) for r in self.conn.execute(select(accounts).order_by(accounts.c.id))]
+
+    def set_plan(self, account_id: int, plan_code: str, renews_at: datetime | None) -> None:
+        self.conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(plan_code=plan_code, plan_renews_at=renews_at)
+        )
+
+
+def _account(r: Row[Any]) -> Account:
+    return Account(
+        r.id,
+        r.name,
+        r.plan_code,
+        r.timezone,
+        r.credits,
+        r.notification_credits,
+        r.plan_renews_at,
+        r.created_at,
+        r.language,
+    )
+
+
+class SqlUserRepository(_Repo):
+    def add(
+        self,
+        *,
+        account_id: int,
+        role: Role,
+        name: str,
+        telegram_user_id: int | None,
+        language: str | None,
+        now: datetime,
+    ) -> User:
+        new_id = self.conn.execute(
+            insert(users)
+            .values(
+                account_id=account_id,
+                role=role.value,
+                name=name,
+                telegram_user_id=telegram_user_id,
+                language=language,
+                created_at=now,
+            )
+            .returning(users.c.id)
+        ).scalar_one()
+        user = self.get(new_id)
+        assert user is not None
+        return user
+
+    def get(self, user_id: int) -> User | None:
+        row = self.conn.execute(select(users).where(users.c.id == user_id)).first()
+        return _user(row) if row else None
+
+    def by_telegram(self, telegram_user_id: int) -> User | None:
+        row = self.conn.execute(
+            select(users).where(users.c.telegram_user_id == telegram_user_id)
+        ).first()
+        return _user(row) if row else None
+
+    def set_telegram(self, user_id: int, telegram_user_id: int | None) -> None:
+        self.conn.execute(
+            update(users).where(users.c.id == user_id).values(telegram_user_id=telegram_user_id)
+        )
+
+    def set_language(self, user_id: int, language: str | None) -> None:
+        self.conn.execute(update(users).where(users.c.id == user_id).values(language=language))
+
+
+def _user(r: Row[Any]) -> User:
+    return User(
+        r.id, r.account_id, Role(r.role), r.name, r.telegram_user_id, r.language, r.created_at
+    )
+
+
+class SqlLinkTokenRepository(_Repo):
+    def add(self, token: LinkToken) -> None:
+        self.conn.execute(
+            insert(link_tokens).values(
+                token_hash=token.token_hash,
+                account_id=token.account_id,
+                role=token.role.value,
+                created_at=token.created_at,
+                expires_at=token.expires_at,
+            )
+        )
+
+    def get(self, token_hash: str) -> LinkToken | None:
+        r = self.conn.execute(
+            select(link_tokens).where(link_tokens.c.token_hash == token_hash)
+        ).first()
+        if r is None:
+            return None
+        return LinkToken(
+            r.token_hash,
+            r.account_id,
+            Role(r.role),
+            r.created_at,
+            r.expires_at,
+            r.used_at,
+            r.used_by_user_id,
+        )
+
+    def mark_used(self, token_hash: str, user_id: int, now: datetime) -> bool:
+        result = self.conn.execute(
+            update(link_tokens)
+            .where(
+                link_tokens.c.token_hash == token_hash,
+                link_tokens.c.used_at.is_(None),
+            )
+            .values(used_at=now, used_by_user_id=user_id)
+        )
+        return bool(result.rowcount == 1)
+
+
+class SqlEnvelopeRepository(_Repo):
+    def add(self, envelope: Envelope, now: datetime) -> Envelope:
+        envelope.id = self.conn.execute(
+            insert(envelopes)
+            .values(
+                account_id=envelope.account_id,
+                ref=envelope.ref,
+                created_at=now,
+                **self._fields(envelope, now),
+            )
+            .returning(envelopes.c.id)
+        ).scalar_one()
+        envelope.version = 0
+        self._write_documents(envelope)
+        self._write_signers(envelope, existing=())
+        return envelope
+
+    def get(self, envelope_id: int) -> Envelope | None:
+        found = self._load(envelopes.c.id == envelope_id)
+        return found[0] if found else None
+
+    def get_by_ref(self, account_id: int, ref: str) -> Envelope | None:
+        found = self._load(and_(envelopes.c.account_id == account_id, envelopes.c.ref == ref))
+        return found[0] if found else None
+
+    def find_by_ref(self, ref: str) -> list[Envelope]:
+        return self._load(envelopes.c.ref == ref)
+
+    def save(self, envelope: Envelope, now: datetime) -> None:
+        self._bump(envelope, now)
+        for s in envelope.signers:
+            self.conn.execute(
+                update(signers)
+                .where(signers.c.id == s.id)
+                .values(status=s.status.value, signed_at=s.signed_at)
+            )
+
+    def replace(self, envelope: Envelope, now: datetime) -> None:
+        self._bump(envelope, now)
+        assert envelope.id is not None
+        self.conn.execute(delete(documents).where(documents.c.envelope_id == envelope.id))
+        self._write_documents(envelope)
+        existing = (
+            self.conn.execute(select(signers.c.id).where(signers.c.envelope_id == envelope.id))
+            .scalars()
+            .all()
+        )
+        self._write_signers(envelope, existing)
+
+    def query(self, q: EnvelopeQuery) -> list[Envelope]:
+        order: list[Any] = (
+            [envelopes.c.expires_at.asc(), envelopes.c.id.asc()]
+            if q.order_by_deadline
+            else [envelopes.c.id.desc()]
+        )
+        ids = (
+            self.conn.execute(
+                select(envelopes.c.id)
+                .where(*self._filters(q))
+                .order_by(*order)
+                .limit(q.limit)
+                .offset(q.offset)
+            )
+            .scalars()
+            .all()
+        )
+        if not ids:
+            return []
+        by_id = {e.id: e for e in self._load(envelopes.c.id.in_(ids))}
+        return [by_id[i] for i in ids]
+
+    def count(self, q: EnvelopeQuery) -> int:
+        return int(
+            self.conn.execute(
+                select(func.count()).select_from(envelopes).where(*self._filters(q))
+            ).scalar_one()
+        )
+
+    def count_by_status(self, account_id: int, created_by: int | None) -> dict[str, int]:
+        conds = [envelopes.c.account_id == account_id]
+        if created_by is not None:
+            conds.append(envelopes.c.created_by == created_by)
+        rows = self.conn.execute(
+            select(envelopes.c.status, func.count()).where(*conds).group_by(envelopes.c.status)
+        )
+        return {status: int(n) for status, n in rows}
+
+    # -- internals ---------------------------------------------------------------------------
+    @staticmethod
+    def _filters(q: EnvelopeQuery) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = [envelopes.c.account_id == q.account_id]
+        if q.created_by is not None:
+            conds.append(envelopes.c.created_by == q.created_by)
+        if q.statuses:
+            conds.append(envelopes.c.status.in_([s.value for s in q.statuses]))
+        if q.expires_after is not None:
+            conds.append(envelopes.c.expires_at > q.expires_after)
+        if q.expires_before is not None:
+            conds.append(envelopes.c.expires_at <= q.expires_before)
+        term = fold(q.search.strip())
+        if term:
+            escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conds.append(envelopes.c.search_text.like(f"%{escaped}%", escape="\\"))
+        return conds
+
+    @staticmethod
+    def _fields(e: Envelope, now: datetime) -> dict[str, Any]:
+        search = " ".join([e.title, e.ref, *(s.name for s in e.signers)])
+        return {
+            "title": e.title,
+            "description": e.description,
+            "status": e.status.value,
+            "icp": e.icp,
+            "ordered": e.ordered,
+            "quoted_credits": e.quoted_credits,
+            "created_by": e.created_by,
+            "expires_at": e.expires_at,
+            "sealed_at": e.sealed_at,
+            "tags": json.dumps(e.tags, ensure_ascii=False),
+            "search_text": fold(search),
+            "updated_at": now,
+        }
+
+    def _bump(self, e: Envelope, now: datetime) -> None:
+        result = self.conn.execute(
+            update(envelopes)
+            .where(
+                envelopes.c.id == e.id,
+                envelopes.c.version == e.version,
+            )
+            .values(version=e.version + 1, **self._fields(e, now))
+        )
+        if result.rowcount != 1:
+            raise Conflict("the envelope changed meanwhile", what="envelope", id=e.id)
+        e.version += 1
+
+    def _write_documents(self, e: Envelope) -> None:
+        if e.documents:
+            self.conn.execute(
+                insert(documents),
+                [
+                    {"envelope_id": e.id, "position": i, "name": d.name, "pages": d.pages}
+                    for i, d in enumerate(e.documents)
+                ],
+            )
+
+    def _write_signers(self, e: Envelope, existing: Sequence[int]) -> None:
+        keep = {s.id for s in e.signers if s.id is not None}
+        gone = [i for i in existing if i not in keep]
+        if gone:
+            self.conn.execute(delete(signers).where(signers.c.id.in_(gone)))
+        for i, s in enumerate(e.signers):
+            values = {
+                "envelope_id": e.id,
+                "position": i,
+                "name": s.name,
+                "email": s.email,
+                "phone": s.phone,
+                "queue_order": s.order,
+                "status": s.status.value,
+                "signed_at": s.signed_at,
+            }
+            if s.id is None:
+                s.id = self.conn.execute(
+                    insert(signers).values(**values).returning(signers.c.id)
+                ).scalar_one()
+            else:
+                self.conn.execute(update(signers).where(signers.c.id == s.id).values(**values))
+
+    def _load(self, where: ColumnElement[bool]) -> list[Envelope]:
+        rows = self.conn.execute(select(envelopes).where(where)).all()
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        docs: dict[int, list[Document]] = defaultdict(list)
+        for d in self.conn.execute(
+            select(documents)
+            .where(documents.c.envelope_id.in_(ids))
+            .order_by(documents.c.envelope_id, documents.c.position)
+        ):
+            docs[d.envelope_id].append(Document(d.name, d.pages))
+        sigs: dict[int, list[Signer]] = defaultdict(list)
+        for s in self.conn.execute(
+            select(signers)
+            .where(signers.c.envelope_id.in_(ids))
+            .order_by(signers.c.envelope_id, signers.c.position)
+        ):
+            sigs[s.envelope_id].append(
+                Signer(
+                    s.name,
+                    s.email,
+                    s.phone,
+                    s.queue_order,
+                    SignerStatus(s.status),
+                    s.signed_at,
+                    s.id,
+                )
+            )
+        return [
+            Envelope(
+                account_id=r.account_id,
+                ref=r.ref,
+                title=r.title,
+                expires_at=r.expires_at,
+                description=r.description,
+                icp=r.icp,
+                ordered=r.ordered,
+                quoted_credits=r.quoted_credits,
+                status=EnvelopeStatus(r.status),
+                created_by=r.created_by,
+                documents=docs[r.id],
+                signers=sigs[r.id],
+                tags=json.loads(r.tags),
+                sealed_at=r.sealed_at,
+                id=r.id,
+                version=r.version,
+            )
+            for r in rows
+        ]
+
+
+_POOL_COLUMN = {Pool.CREDITS: "credits", Pool.NOTIFICATION: "notification_credits"}
+
+
+class SqlLedgerRepository(_Repo):
+    def append(self, entry: EntryDraft, now: datetime) -> bool:
+        result = _insert_ignoring_duplicates(
+            self.conn,
+            ledger,
+            {
+                "account_id": entry.account_id,
+                "pool": entry.pool.value,
+                "amount": entry.amount,
+                "reason": entry.reason.value,
+                "idempotency_key": entry.idempotency_key,
+                "envelope_id": entry.envelope_id,
+                "notification_id": entry.notification_id,
+                "actor_user_id": entry.actor_user_id,
+                "note": entry.note[:500],
+                "created_at": now,
+            },
+            "idempotency_key",
+        )
+        return result.first() is not None
+
+    def debit(self, account_id: int, pool: Pool, amount: int) -> bool:
+        column = accounts.c[_POOL_COLUMN[pool]]
+        result = self.conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id, column >= amount)
+            .values({column: column - amount})
+        )
+        return bool(result.rowcount == 1)
+
+    def credit(self, account_id: int, pool: Pool, amount: int) -> None:
+        column = accounts.c[_POOL_COLUMN[pool]]
+        self.conn.execute(
+            update(accounts).where(accounts.c.id == account_id).values({column: column + amount})
+        )
+
+    def by_key(self, idempotency_key: str) -> LedgerEntry | None:
+        row = self.conn.execute(
+            select(ledger).where(ledger.c.idempotency_key == idempotency_key)
+        ).first()
+        return _entry(row) if row else None
+
+    def balances(self, account_id: int) -> Balances:
+        row = self.conn.execute(
+            select(accounts.c.credits, accounts.c.notification_credits).where(
+                accounts.c.id == account_id
+            )
+        ).one()
+        return Balances(row.credits, row.notification_credits)
+
+    def history(self, account_id: int, limit: int, offset: int) -> list[LedgerEntry]:
+        rows = self.conn.execute(
+            select(ledger)
+            .where(ledger.c.account_id == account_id)
+            .order_by(ledger.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return [_entry(r) for r in rows]
+
+    def count(self, account_id: int) -> int:
+        return int(
+            self.conn.execute(
+                select(func.count()).select_from(ledger).where(ledger.c.account_id == account_id)
+            ).scalar_one()
+        )
+
+
+def _entry(r: Row[Any]) -> LedgerEntry:
+    return LedgerEntry(
+        r.id,
+        r.account_id,
+        Pool(r.pool),
+        r.amount,
+        Reason(r.reason),
+        r.idempotency_key,
+        r.envelope_id,
+        r.notification_id,
+        r.actor_user_id,
+        r.note,
+        r.created_at,
+    )
+
+
+def _predecessors(new: DeliveryStatus) -> list[str]:
+    return [s.value for s in DeliveryStatus if may_move(s, new)]
+
+
+class SqlNotificationRepository(_Repo):
+    def add(self, draft: NotificationDraft, now: datetime) -> Notification | None:
+        result = _insert_ignoring_duplicates(
+            self.conn,
+            notifications,
+            {
+                "account_id": draft.account_id,
+                "envelope_id": draft.envelope_id,
+                "signer_id": draft.signer_id,
+                "channel": draft.channel.value,
+                "kind": draft.kind.value,
+                "destination": draft.destination,
+                "cost": draft.cost,
+                "segments": draft.segments,
+                "body": draft.body,
+                "status": DeliveryStatus.QUEUED.value,
+                "idempotency_key": draft.idempotency_key,
+                "requested_by": draft.requested_by,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            },
+            "idempotency_key",
+        )
+        new_id = result.scalar()
+        return None if new_id is None else self.get(new_id)
+
+    def get(self, notification_id: int) -> Notification | None:
+        row = self.conn.execute(
+            select(notifications).where(notifications.c.id == notification_id)
+        ).first()
+        return notification_from_row(row) if row else None
+
+    def by_key(self, idempotency_key: str) -> Notification | None:
+        row = self.conn.execute(
+            select(notifications).where(notifications.c.idempotency_key == idempotency_key)
+        ).first()
+        return notification_from_row(row) if row else None
+
+    def last_requested_at(self, signer_id: int, channel: Channel) -> datetime | None:
+        value = self.conn.execute(
+            select(func.max(notifications.c.created_at)).where(
+                notifications.c.signer_id == signer_id, notifications.c.channel == channel.value
+            )
+        ).scalar()
+        return value if value is None else _aware(value)
+
+    def paid_since(self, account_id: int, since: datetime) -> int:
+        return int(
+            self.conn.execute(
+                select(func.count())
+                .select_from(notifications)
+                .where(
+                    notifications.c.account_id == account_id,
+                    notifications.c.created_at >= since,
+                    notifications.c.cost > 0,
+                )
+            ).scalar_one()
+        )
+
+    def set_status(
+        self,
+        notification_id: int,
+        status: DeliveryStatus,
+        now: datetime,
+        *,
+        error_code: str | None = None,
+        provider_id: str | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"status": status.value, "updated_at": now}
+        if error_code is not None:
+            values["error_code"] = error_code[:40]
+        if provider_id is not None:
+            values["provider_id"] = provider_id
+        result = self.conn.execute(
+            update(notifications)
+            .where(
+                notifications.c.id == notification_id,
+                notifications.c.status.in_(_predecessors(status)),
+            )
+            .values(**values)
+        )
+        return bool(result.rowcount == 1)
+
+    def for_envelope(self, envelope_id: int) -> list[Notification]:
+        rows = self.conn.execute(
+            select(notifications)
+            .where(notifications.c.envelope_id == envelope_id)
+            .order_by(notifications.c.id)
+        )
+        return [notification_from_row(r) for r in rows]
+
+
+def _aware(value: datetime) -> datetime:
+    # Aggregates bypass the column type, so SQLite hands back a naive (UTC) value or a string.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def notification_from_row(r: Row[Any]) -> Notification:
+    return Notification(
+        r.id,
+        r.account_id,
+        r.envelope_id,
+        r.signer_id,
+        Channel(r.channel),
+        Kind(r.kind),
+        r.destination,
+        r.cost,
+        r.segments,
+        r.body,
+        DeliveryStatus(r.status),
+        r.idempotency_key,
+        r.requested_by,
+        r.provider_id,
+        r.error_code,
+        r.attempts,
+        r.created_at,
+        r.updated_at,
+        r.next_attempt_at,
+        r.lease_until,
+    )
