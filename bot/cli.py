@@ -50,24 +50,22 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], human: str) -> None:
 
 def _ready(settings: Settings) -> App:
     app = bootstrap(settings)
-    head = migrate.head_revision()
-    current = migrate.current_revision(app.engine)
-    if current != head:
+    if not migrate.is_current(app.engine):
         app.engine.dispose()
         raise CliError(
-            f"the database is not up to date (at {current or 'nothing'}, "
-            f"needs {head}): run `lacre db upgrade` first",
-            code="not_migrated",
+            "the database is not up to date: run `lacre db upgrade` first", code="not_migrated"
         )
     return app
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     migrate.upgrade(settings.database_url)
+    heads = sorted(migrate.head_revisions())
+    where = _safe_url(settings.database_url)
     _emit(
         args,
-        {"database": _safe_url(settings.database_url), "revision": migrate.head_revision()},
-        f"database at revision {migrate.head_revision()}",
+        {"database": where, "revisions": heads},
+        f"database {where} at revision {', '.join(heads)}",
     )
     return 0
 

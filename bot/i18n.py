@@ -1,0 +1,102 @@
+"""Texts in pt-BR, en and es from gettext catalogs (Babel), plus locale-aware formatting.
+
+Catalogs live in `bot/locales/<lang>/LC_MESSAGES/<domain>.po`, one domain per feature
+(`bot.po`, `delivery.po`, `scheduler.po`, ...); every domain is loaded and merged. Message ids
+are stable keys such as `seal.confirm`; values use `{name}` placeholders. Values passed to
+`t()` are HTML-escaped unless wrapped in `Raw`.
+"""
+
+from __future__ import annotations
+
+import html
+import string
+from contextvars import ContextVar
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from babel import Locale
+from babel.dates import format_datetime as _babel_datetime
+from babel.dates import format_timedelta as _babel_timedelta
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+
+LANGUAGES = ("pt-BR", "en", "es")
+DEFAULT_LANGUAGE = "pt-BR"
+LOCALES_DIR = Path(__file__).parent / "locales"
+_DIRS = {"pt-BR": "pt_BR", "en": "en", "es": "es"}
+
+current_language: ContextVar[str] = ContextVar("current_language", default=DEFAULT_LANGUAGE)
+
+
+class Raw(str):
+    """A value already safe for Telegram HTML (for example a rendered fragment)."""
+
+    __slots__ = ()
+
+
+def resolve_language(code: str | None) -> str:
+    """Map a Telegram `language_code` (pt, pt-br, es-419, en-US, ...) to one we speak."""
+    if not code:
+        return DEFAULT_LANGUAGE
+    low = code.lower().replace("_", "-")
+    if low.startswith("pt"):
+        return "pt-BR"
+    if low.startswith("es"):
+        return "es"
+    if low.startswith("en"):
+        return "en"
+    return DEFAULT_LANGUAGE
+
+
+@cache
+def catalog(language: str) -> dict[str, str]:
+    """Every message of every domain for one language."""
+    messages: dict[str, str] = {}
+    folder = LOCALES_DIR / _DIRS[language] / "LC_MESSAGES"
+    for po in sorted(folder.glob("*.po")):
+        with po.open("rb") as fh:
+            for message in read_po(fh, locale=_DIRS[language]):
+                if message.id and isinstance(message.id, str):
+                    messages[message.id] = str(message.string or "")
+    return messages
+
+
+def placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def t(key: str, language: str | None = None, /, **values: object) -> str:
+    """The text for `key` in `language` (default: the current update's), filled in.
+
+    A key missing in a language falls back to pt-BR; a key missing everywhere is returned as
+    itself, so a gap shows up in tests rather than as a crash in front of a user.
+    """
+    lang = language or current_language.get()
+    template = catalog(lang).get(key) or catalog(DEFAULT_LANGUAGE).get(key) or key
+    safe = {
+        name: value if isinstance(value, Raw) else html.escape(str(value), quote=False)
+        for name, value in values.items()
+    }
+    return template.format(**safe)
+
+
+def babel_locale(language: str | None = None) -> Locale:
+    return Locale.parse((language or current_language.get()).replace("-", "_"))
+
+
+def number(value: int | float, language: str | None = None) -> str:
+    return format_decimal(value, locale=babel_locale(language))
+
+
+def when(moment: datetime, timezone: str, language: str | None = None) -> str:
+    """A date and time in the account's zone, e.g. "10/12/2026 18:00" in pt-BR."""
+    return _babel_datetime(
+        moment.astimezone(ZoneInfo(timezone)), "short", locale=babel_locale(language)
+    )
+
+
+def time_left(delta_seconds: float, language: str | None = None) -> str:
+    """A rough duration, e.g. "3 dias" / "in 3 days" style without direction."""
+    return _babel_timedelta(delta_seconds, locale=babel_locale(language), threshold=1.1)
