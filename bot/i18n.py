@@ -99,4 +99,4 @@ def when(moment: datetime, timezone: str, language: str | None = None) -> str:
 
 def time_left(delta_seconds: float, language: str | None = None) -> str:
     """A rough duration, e.g. "3 dias" / "in 3 days" style without direction."""
-    return _babel_timedelta(delta_seconds, locale=babel_locale(language), threshold=1.1)
+    return _babel_timedelta(int(delta_seconds), locale=babel_locale(language), threshold=1.1)
