@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -48,10 +49,11 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], human: str) -> None:
         print(human)
 
 
-def _ready(settings: Settings) -> App:
+def _ready(args: argparse.Namespace, settings: Settings) -> App:
     app = bootstrap(settings)
+    # Closed when the command ends: `main` is also called in-process (tests, the sandbox).
+    args.cleanup.callback(app.engine.dispose)
     if not migrate.is_current(app.engine):
-        app.engine.dispose()
         raise CliError(
             "the database is not up to date: run `lacre db upgrade` first", code="not_migrated"
         )
@@ -71,7 +73,7 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_account_create(args: argparse.Namespace, settings: Settings) -> int:
-    app = _ready(settings)
+    app = _ready(args, settings)
     account = app.lacre.create_account(
         args.name, args.plan, args.timezone or settings.default_timezone
     )
@@ -86,7 +88,7 @@ def cmd_account_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_account_link(args: argparse.Namespace, settings: Settings) -> int:
-    app = _ready(settings)
+    app = _ready(args, settings)
     token = app.lacre.create_link_token(args.account_id, Role(args.role))
     link = (
         f"https://t.me/{settings.telegram_bot_username}?start={token}"
@@ -110,7 +112,7 @@ def cmd_account_link(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_credits_grant(args: argparse.Namespace, settings: Settings) -> int:
-    app = _ready(settings)
+    app = _ready(args, settings)
     balances = app.lacre.grant(
         args.account_id,
         credits=args.credits,
@@ -127,7 +129,7 @@ def cmd_credits_grant(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_credits_show(args: argparse.Namespace, settings: Settings) -> int:
-    app = _ready(settings)
+    app = _ready(args, settings)
     balances = app.lacre.balances(args.account_id)
     _emit(
         args,
@@ -144,7 +146,7 @@ def cmd_envelopes_import(args: argparse.Namespace, settings: Settings) -> int:
         raw = path.read_bytes()
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}", code="file") from exc
-    app = _ready(settings)
+    app = _ready(args, settings)
     result = app.lacre.import_envelopes(parse_import(raw, app.lacre.phones))
     _emit(
         args,
@@ -156,7 +158,7 @@ def cmd_envelopes_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_signer_sign(args: argparse.Namespace, settings: Settings) -> int:
-    app = _ready(settings)
+    app = _ready(args, settings)
     env = app.lacre.record_signature(args.ref, args.email, args.account)
     _emit(
         args,
@@ -167,7 +169,7 @@ def cmd_signer_sign(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ledger_audit(args: argparse.Namespace, settings: Settings) -> int:
-    app = _ready(settings)
+    app = _ready(args, settings)
     with app.engine.connect() as conn:
         violations = audit(conn)
     _emit(
@@ -184,10 +186,9 @@ def cmd_ledger_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    raise CliError(
-        "`lacre run` is not part of this build yet: the Telegram bot is still being built",
-        code="not_available",
-    )
+    from bot.runner import run
+
+    return run(settings)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -291,7 +292,8 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
     wants_json = getattr(args, "json", False)
     try:
         settings = settings or Settings()
-        code: int = args.handler(args, settings)
+        with contextlib.ExitStack() as args.cleanup:
+            code: int = args.handler(args, settings)
         return code
     except (DomainError, CliError) as exc:
         data = exc.data

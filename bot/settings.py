@@ -31,12 +31,16 @@ class Settings(BaseSettings):
     twilio_whatsapp_from: str = ""
     twilio_whatsapp_content_sid: str = ""
     twilio_api_base_url: str = "https://api.twilio.com"
+    twilio_timeout_seconds: float = Field(default=15.0, gt=0)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_username: str = ""
     smtp_password: SecretStr = SecretStr("")
     smtp_from: str = "Lacre <nao-responda@lacre.local>"
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    outbox_concurrency: int = Field(default=8, ge=1, le=100)
     payment_url_template: str = (
         "https://pagamentos.example.com/checkout?account={account_id}&item={item}"
     )
@@ -49,6 +53,8 @@ class Settings(BaseSettings):
     notification_cooldown_seconds: int = Field(default=60, ge=0)
     daily_paid_send_cap: int = Field(default=50, ge=0)
     allowed_phone_regions: str = "BR"
+    scheduler_tick_seconds: float = Field(default=60.0, ge=1, le=3600)
+    scheduler_messages_per_second: float = Field(default=25.0, gt=0, le=30)
     log_level: str = "INFO"
 
     @field_validator("default_timezone")

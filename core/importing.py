@@ -21,6 +21,24 @@ from core.errors import InvalidInput
 from core.ports import PhoneBook
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Control characters other than tab and line breaks: PostgreSQL refuses NUL outright.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Every integer column is 32-bit on PostgreSQL; a bigger number must be refused, not crash.
+_INT_RANGE = range(-(2**31), 2**31)
+MAX_CREDITS = 1_000_000
+MAX_ORDER = 1_000
+
+
+def _text_problem(value: str) -> str | None:
+    """Why `value` cannot be stored as text on both databases, or None."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid text"  # a lone surrogate, e.g. from "\ud800" in the JSON
+    if _CONTROL.search(value):
+        return "contains a control character"
+    return None
+
 
 # Moves an import may make to an envelope Lacre already holds (never backwards).
 _FORWARD: dict[EnvelopeStatus, frozenset[EnvelopeStatus]] = {
@@ -142,7 +160,8 @@ class _Reader:
 
     def __init__(self, data: Any, where: str, ref: str | None = None) -> None:
         if not isinstance(data, dict):
-            raise InvalidInput(f"{where}: expected an object", ref=ref, field=where)
+            prefix = f"envelope {ref}: " if ref else ""
+            raise InvalidInput(f"{prefix}{where}: expected an object", ref=ref, field=where)
         self.data, self.where, self.ref = data, where, ref
 
     def fail(self, name: str, problem: str) -> InvalidInput:
@@ -160,10 +179,15 @@ class _Reader:
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if not ok:
             raise self.fail(name, f"expected {kind.__name__}, got {type(value).__name__}")
+        if kind is int and value not in _INT_RANGE:
+            raise self.fail(name, "is out of range")
         return value
 
     def text(self, name: str, *, required: bool = True, max_len: int = 500) -> str:
         value: str = self.get(name, str, required=required, default="")
+        problem = _text_problem(value)
+        if problem is not None:
+            raise self.fail(name, problem)
         value = value.strip()
         if required and not value:
             raise self.fail(name, "must not be empty")
@@ -183,7 +207,7 @@ def parse_import(raw: str | bytes | Any, phones: PhoneBook) -> ImportBatch:
     account = top.data.get("account_id")
     if isinstance(account, str) and account.strip().isdigit():
         account = int(account)
-    if not isinstance(account, int) or isinstance(account, bool) or account <= 0:
+    if not isinstance(account, int) or isinstance(account, bool) or not 0 < account < 2**31:
         raise top.fail("account_id", "expected an account id")
     items = top.get("envelopes", list)
     seen: set[str] = set()
@@ -219,6 +243,8 @@ def _parse_envelope(data: Any, index: int, phones: PhoneBook) -> EnvelopeItem:
     credits = r.get("credits", int, required=False)
     if credits is not None and credits < 0:
         raise r.fail("credits", "must not be negative")
+    if credits is not None and credits > MAX_CREDITS:
+        raise r.fail("credits", f"must be at most {MAX_CREDITS}")
     ordered = r.get("ordered", bool, required=False, default=False)
     documents = []
     for i, doc in enumerate(r.get("documents", list, required=False, default=[])):
@@ -247,6 +273,8 @@ def _parse_envelope(data: Any, index: int, phones: PhoneBook) -> EnvelopeItem:
         order = s.get("order", int, required=False, default=0)
         if order < 0:
             raise s.fail("order", "must be 0 or more")
+        if order > MAX_ORDER:
+            raise s.fail("order", f"must be at most {MAX_ORDER}")
         if not ordered and order != 0:
             raise s.fail("order", "must be 0 when the envelope is not ordered")
         sstatus_raw = s.text("status", required=False) or "pendente"
@@ -265,6 +293,9 @@ def _parse_envelope(data: Any, index: int, phones: PhoneBook) -> EnvelopeItem:
     tags = r.get("tags", list, required=False, default=[])
     if not all(isinstance(t, str) for t in tags):
         raise r.fail("tags", "expected a list of strings")
+    for tag in tags:
+        if (problem := _text_problem(tag)) is not None:
+            raise r.fail("tags", problem)
     created_by = r.get("created_by", int, required=False)
     return EnvelopeItem(
         ref,

@@ -85,14 +85,21 @@ class SmsSegments:
 def sms_segments(text: str) -> SmsSegments:
     """Count SMS segments: GSM-7 160/153 septets, otherwise UCS-2 70/67 code units."""
     if all(ch in _GSM_BASIC or ch in _GSM_EXTENSION for ch in text):
-        units = sum(2 if ch in _GSM_EXTENSION else 1 for ch in text)
+        sizes = [2 if ch in _GSM_EXTENSION else 1 for ch in text]
         single, multi, encoding = 160, 153, "GSM-7"
     else:
-        units = len(text.encode("utf-16-le")) // 2
+        sizes = [len(ch.encode("utf-16-le", "surrogatepass")) // 2 for ch in text]
         single, multi, encoding = 70, 67, "UCS-2"
+    units = sum(sizes)
     if units <= single:
         return SmsSegments(encoding, units, 1)
-    return SmsSegments(encoding, units, -(-units // multi))
+    # An escape pair or a surrogate pair is never split: it moves whole to the next segment.
+    segments, used = 1, 0
+    for size in sizes:
+        if used + size > multi:
+            segments, used = segments + 1, 0
+        used += size
+    return SmsSegments(encoding, units, segments)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -209,7 +210,8 @@ class Lacre:
             raise InvalidInput(
                 "nothing to grant: give --credits or --notification-credits", field="credits"
             )
-        key = idempotency_key or f"grant:{account_id}:{self.clock.now().isoformat()}"
+        # Without a key every grant is its own: two at the same instant must both count.
+        key = idempotency_key or f"grant:{account_id}:{secrets.token_hex(8)}"
         with self.uow() as uow:
             self._account(uow, account_id)
             if credits:
@@ -265,6 +267,10 @@ class Lacre:
     ) -> bool:
         """Spend once per key: True if charged now, False if the key was already charged."""
         with self.uow() as uow:
+            actor = uow.users.get(actor_user_id)
+            # Invariant 6: only a linked user of the paying account can spend its credits.
+            if actor is None or actor.account_id != account_id or actor.telegram_user_id is None:
+                raise NotAllowed("this user may not spend for this account", what="user")
             entry = EntryDraft(
                 account_id,
                 pool,
@@ -349,11 +355,13 @@ class Lacre:
     def seal_lines(self, env: Envelope) -> tuple[QuoteLine, ...]:
         """The platform's quote when it gave one, else the configured rule (plus ICP)."""
         if env.quoted_credits is not None:
-            return (QuoteLine(Reason.SEAL, env.quoted_credits),)
-        pricing = self.catalogue.pricing
-        lines = [QuoteLine(Reason.SEAL, pricing.seal_credits(len(env.documents)))]
-        if env.icp and pricing.icp_credits(len(env.signers)):
-            lines.append(QuoteLine(Reason.ICP, pricing.icp_credits(len(env.signers))))
+            lines = [QuoteLine(Reason.SEAL, env.quoted_credits)]
+        else:
+            pricing = self.catalogue.pricing
+            lines = [QuoteLine(Reason.SEAL, pricing.seal_credits(len(env.documents)))]
+            if env.icp and pricing.icp_credits(len(env.signers)):
+                lines.append(QuoteLine(Reason.ICP, pricing.icp_credits(len(env.signers))))
+        # A free seal has no ledger entry: an entry moves at least one credit.
         return tuple(line for line in lines if line.credits > 0)
 
     def seal(
@@ -364,7 +372,8 @@ class Lacre:
         with self.uow() as uow:
             user, env = self._visible_envelope(uow, user_id, envelope_id)
             key = f"seal:{envelope_id}"
-            if uow.ledger.by_key(key) is not None:
+            free_and_done = env.sealed_at is not None and not self.seal_lines(env)
+            if free_and_done or uow.ledger.by_key(key) is not None:
                 return SealResult(envelope_id, 0, True, uow.ledger.balances(env.account_id).credits)
             lines = self.seal_lines(env)
             total = sum(line.credits for line in lines)
@@ -540,9 +549,18 @@ class Lacre:
         now = self.clock.now()
         with self.uow() as uow:
             user, env = self._visible_envelope(uow, user_id, envelope_id)
-            key = f"send:{idempotency_key}"
+            # Scoped by account: another account's key must neither block nor reveal this send.
+            key = f"send:{env.account_id}:{idempotency_key}"
             existing = uow.notifications.by_key(key)
             if existing is not None:
+                if (existing.envelope_id, existing.signer_id, existing.channel) != (
+                    envelope_id,
+                    signer_id,
+                    channel,
+                ):
+                    raise InvalidInput(
+                        "this confirmation was for another send", field="idempotency_key"
+                    )
                 return SendResult(
                     existing, True, uow.ledger.balances(env.account_id).notification_credits
                 )
@@ -608,6 +626,11 @@ class Lacre:
         now = self.clock.now()
         with self.uow() as uow:
             user, env = self._visible_envelope(uow, user_id, envelope_id)
+            prefix = f"resend-all:{env.account_id}:{idempotency_key}"
+            # The same tap again (a retry, a double tap) answers with what it queued first.
+            done = [n for s in env.signers if (n := uow.notifications.by_key(f"{prefix}:{s.id}"))]
+            if done:
+                return tuple(n.id for n in done)
             targets = [
                 s
                 for s in env.signers_in_turn()
@@ -622,7 +645,7 @@ class Lacre:
                 env,
                 targets,
                 Kind.RESEND,
-                f"resend-all:{idempotency_key}",
+                prefix,
                 requested_by=user.id,
             )
             uow.commit()

@@ -24,7 +24,7 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
     """An engine set up for Lacre's ledger rules on either database."""
     url = normalize_url(url)
     if make_url(url).get_backend_name() == "sqlite":
-        return _sqlite_engine(url, echo)
+        return _sqlite_engine(url, echo, pool_size)
     return create_engine(
         url,
         echo=echo,
@@ -35,13 +35,16 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
     )
 
 
-def _sqlite_engine(url: str, echo: bool) -> Engine:
+def _sqlite_engine(url: str, echo: bool, pool_size: int) -> Engine:
     memory = make_url(url).database in (None, "", ":memory:")
     kwargs: dict[str, Any] = {
         "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     }
     if memory:
         kwargs["poolclass"] = StaticPool
+    else:
+        # As wide as PostgreSQL's, so many threads wait on SQLite's lock, not on the pool.
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size)
     engine = create_engine(url, echo=echo, **kwargs)
 
     @event.listens_for(engine, "connect")

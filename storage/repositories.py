@@ -9,7 +9,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement
 
@@ -47,17 +58,33 @@ def fold(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+# Statements on the charge path are built once and get their values at execute time:
+# composing `.values(...)` per call cost more than running the statement (bench/ledger.py).
+_IGNORING_DUPLICATES: dict[tuple[str, str, str], Any] = {}
+
+
 def _insert_ignoring_duplicates(
     conn: Connection, table: Any, values: dict[str, Any], key: str
 ) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
-    return conn.execute(stmt.returning(table.c.id) if key != "id" else stmt)
+    cache_key = (conn.dialect.name, table.name, key)
+    stmt = _IGNORING_DUPLICATES.get(cache_key)
+    if stmt is None:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=[key])
+        if key != "id":
+            stmt = stmt.returning(table.c.id)
+        _IGNORING_DUPLICATES[cache_key] = stmt
+    return conn.execute(stmt, values)
 
 
 class _Repo:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+
+
+# Look-ups every use case makes, built once (see _IGNORING_DUPLICATES).
+_ACCOUNT_BY_ID = select(accounts).where(accounts.c.id == bindparam("account_id"))
+_USER_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
 
 
 class SqlAccountRepository(_Repo):
@@ -90,7 +117,7 @@ class SqlAccountRepository(_Repo):
         return account
 
     def get(self, account_id: int) -> Account | None:
-        row = self.conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
+        row = self.conn.execute(_ACCOUNT_BY_ID, {"account_id": account_id}).first()
         return _account(row) if row else None
 
     def list_all(self) -> list[Account]:
@@ -146,7 +173,7 @@ class SqlUserRepository(_Repo):
         return user
 
     def get(self, user_id: int) -> User | None:
-        row = self.conn.execute(select(users).where(users.c.id == user_id)).first()
+        row = self.conn.execute(_USER_BY_ID, {"user_id": user_id}).first()
         return _user(row) if row else None
 
     def by_telegram(self, telegram_user_id: int) -> User | None:
@@ -261,7 +288,7 @@ class SqlEnvelopeRepository(_Repo):
 
     def query(self, q: EnvelopeQuery) -> list[Envelope]:
         order: list[Any] = (
-            [envelopes.c.expires_at.asc(), envelopes.c.id.asc()]
+            [envelopes.c.expires_at.asc().nulls_last(), envelopes.c.id.asc()]
             if q.order_by_deadline
             else [envelopes.c.id.desc()]
         )
@@ -434,6 +461,25 @@ class SqlEnvelopeRepository(_Repo):
 _POOL_COLUMN = {Pool.CREDITS: "credits", Pool.NOTIFICATION: "notification_credits"}
 
 
+def _balance_updates(conditional: bool) -> dict[Pool, Any]:
+    """Per pool: `pool = pool - :amount WHERE id = :account [AND pool >= :amount]`."""
+    account, amount = bindparam("account", type_=Integer), bindparam("amount", type_=Integer)
+    built: dict[Pool, Any] = {}
+    for pool, name in _POOL_COLUMN.items():
+        column = accounts.c[name]
+        where = [accounts.c.id == account, *([column >= amount] if conditional else [])]
+        built[pool] = update(accounts).where(*where).values({column: column - amount})
+    return built
+
+
+_DEBIT = _balance_updates(conditional=True)
+_CREDIT = _balance_updates(conditional=False)  # executed with a negated amount
+_ENTRY_BY_KEY = select(ledger).where(ledger.c.idempotency_key == bindparam("key"))
+_BALANCES = select(accounts.c.credits, accounts.c.notification_credits).where(
+    accounts.c.id == bindparam("account_id")
+)
+
+
 class SqlLedgerRepository(_Repo):
     def append(self, entry: EntryDraft, now: datetime) -> bool:
         result = _insert_ignoring_duplicates(
@@ -456,32 +502,18 @@ class SqlLedgerRepository(_Repo):
         return result.first() is not None
 
     def debit(self, account_id: int, pool: Pool, amount: int) -> bool:
-        column = accounts.c[_POOL_COLUMN[pool]]
-        result = self.conn.execute(
-            update(accounts)
-            .where(accounts.c.id == account_id, column >= amount)
-            .values({column: column - amount})
-        )
+        result = self.conn.execute(_DEBIT[pool], {"account": account_id, "amount": amount})
         return bool(result.rowcount == 1)
 
     def credit(self, account_id: int, pool: Pool, amount: int) -> None:
-        column = accounts.c[_POOL_COLUMN[pool]]
-        self.conn.execute(
-            update(accounts).where(accounts.c.id == account_id).values({column: column + amount})
-        )
+        self.conn.execute(_CREDIT[pool], {"account": account_id, "amount": -amount})
 
     def by_key(self, idempotency_key: str) -> LedgerEntry | None:
-        row = self.conn.execute(
-            select(ledger).where(ledger.c.idempotency_key == idempotency_key)
-        ).first()
+        row = self.conn.execute(_ENTRY_BY_KEY, {"key": idempotency_key}).first()
         return _entry(row) if row else None
 
     def balances(self, account_id: int) -> Balances:
-        row = self.conn.execute(
-            select(accounts.c.credits, accounts.c.notification_credits).where(
-                accounts.c.id == account_id
-            )
-        ).one()
+        row = self.conn.execute(_BALANCES, {"account_id": account_id}).one()
         return Balances(row.credits, row.notification_credits)
 
     def history(self, account_id: int, limit: int, offset: int) -> list[LedgerEntry]:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     DateTime,
@@ -73,7 +74,10 @@ class UserRow(SQLModel, table=True):
     )
     role: str = Field(max_length=10)
     name: str = Field(max_length=200)
-    telegram_user_id: int | None = Field(default=None, unique=True)
+    # Telegram user ids have up to 52 significant bits: a 32-bit INTEGER overflows.
+    telegram_user_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True, unique=True)
+    )
     language: str | None = Field(default=None, max_length=10)
     created_at: datetime = _when()
 

@@ -16,6 +16,12 @@ from storage.repositories import (
     SqlNotificationRepository,
     SqlUserRepository,
 )
+from storage.repositories_bot import (
+    SqlChatRepository,
+    SqlConfirmationRepository,
+    SqlListingRepository,
+)
+from storage.repositories_scheduler import SqlReminderRepository
 
 
 class SqlUnitOfWork:
@@ -36,6 +42,10 @@ class SqlUnitOfWork:
         self.envelopes = SqlEnvelopeRepository(conn)
         self.ledger = SqlLedgerRepository(conn)
         self.notifications = SqlNotificationRepository(conn)
+        self.confirmations = SqlConfirmationRepository(conn)
+        self.chats = SqlChatRepository(conn)
+        self.listings = SqlListingRepository(conn)
+        self.reminders = SqlReminderRepository(conn)
         return self
 
     def __exit__(

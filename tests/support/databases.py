@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,18 +42,51 @@ def postgres_or_skip() -> str:
     return url
 
 
+_templates: dict[str, str] = {}
+
+
+def _postgres_template(admin: str) -> str:
+    """A database migrated once per test run; each test's database is a copy of it."""
+    if "postgres" not in _templates:
+        name = f"lacre_tpl_{uuid.uuid4().hex[:12]}"
+        engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        engine.dispose()
+        migrate.upgrade(make_url(admin).set(database=name).render_as_string(hide_password=False))
+        _templates["postgres"] = name
+
+        def drop() -> None:
+            dropper = create_engine(admin, isolation_level="AUTOCOMMIT")
+            with dropper.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            dropper.dispose()
+
+        atexit.register(drop)
+    return _templates["postgres"]
+
+
+def _sqlite_template() -> Path:
+    if "sqlite" not in _templates:
+        folder = Path(tempfile.mkdtemp(prefix="lacre-tpl-"))
+        path = folder / "template.db"
+        migrate.upgrade(f"sqlite:///{path}")
+        _templates["sqlite"] = str(path)
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return Path(_templates["sqlite"])
+
+
 @contextmanager
 def fresh_postgres(migrated: bool = True) -> Iterator[str]:
-    """Create `lacre_test_<random>`, yield its URL, drop it afterwards."""
+    """Create `lacre_test_<random>` (a copy of the migrated template), drop it afterwards."""
     admin = postgres_or_skip()
     name = f"lacre_test_{uuid.uuid4().hex[:12]}"
+    template = f' TEMPLATE "{_postgres_template(admin)}"' if migrated else ""
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"{template}'))
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
     try:
-        if migrated:
-            migrate.upgrade(url)
         yield url
     finally:
         with engine.connect() as conn:
@@ -60,7 +96,7 @@ def fresh_postgres(migrated: bool = True) -> Iterator[str]:
 
 @contextmanager
 def fresh_sqlite(directory: Path, migrated: bool = True) -> Iterator[str]:
-    url = f"sqlite:///{directory / 'lacre-test.db'}"
+    path = directory / "lacre-test.db"
     if migrated:
-        migrate.upgrade(url)
-    yield url
+        shutil.copyfile(_sqlite_template(), path)
+    yield f"sqlite:///{path}"

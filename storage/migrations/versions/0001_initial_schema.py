@@ -127,7 +127,7 @@ def upgrade() -> None:
     sa.Column('account_id', sa.Integer(), nullable=False),
     sa.Column('role', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-    sa.Column('telegram_user_id', sa.Integer(), nullable=True),
+    sa.Column('telegram_user_id', sa.BigInteger(), nullable=True),
     sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=True),
     sa.Column('created_at', storage.tables.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),

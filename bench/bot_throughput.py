@@ -1,0 +1,418 @@
+"""Bot throughput: the full stack (python-telegram-bot, handlers, use cases, SQLite) against the
+fake Bot API, beside a bare echo bot on the same framework and transport (the floor).
+
+The mix: /envelopes and list pages, envelope cards, seal (proposal + confirmation) and resend
+(free e-mail now, paid SMS proposal), over an account with 10,000 envelopes. Prints updates/s,
+p50/p99 handler latency for both bots and the ratio.
+
+    python bench/bot_throughput.py [--updates 4000] [--envelopes 10000] [--transport inproc|http]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+from telegram import Update
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+from telegram.request import BaseRequest, HTTPXRequest
+
+from bot.bootstrap import bootstrap
+from bot.sandbox.bot_api import BotApiServer, ChatMessage, FakeBotApi, FakeUser, InProcessRequest
+from bot.settings import Settings
+from bot.telegram.app import build_application
+from core.accounts import Role
+from core.clock import FixedClock
+from storage import migrate
+from storage.audit import audit
+from storage.repositories import documents, envelopes, fold, signers, users
+from storage.repositories_bot import confirmations
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def seed(
+    url: str, n_envelopes: int, n_users: int
+) -> tuple[Any, list[int], dict[str, list[int]], dict[int, int]]:
+    """A migrated SQLite file with one account, `n_users` linked admins and the envelopes."""
+    migrate.upgrade(url)
+    app = bootstrap(Settings(database_url=url, _env_file=None), clock=FixedClock(NOW))  # type: ignore[call-arg]
+    account = app.lacre.create_account("Bench Ltda", "empresarial")
+    app.lacre.grant(account.id, credits=10_000_000, notification_credits=10_000_000)
+    telegram_ids = list(range(50_000, 50_000 + n_users))
+    rng = random.Random(7)
+    statuses = ["pendente"] * 5 + ["rascunho"] * 2 + ["concluido", "cancelado", "bloqueado"]
+    with app.engine.begin() as conn:
+        conn.execute(
+            insert(users),
+            [
+                {
+                    "account_id": account.id,
+                    "role": Role.ADMIN.value,
+                    "name": f"Admin {i}",
+                    "telegram_user_id": tid,
+                    "language": "pt-BR",
+                    "created_at": NOW,
+                }
+                for i, tid in enumerate(telegram_ids)
+            ],
+        )
+        rows = []
+        for i in range(n_envelopes):
+            status = statuses[i % len(statuses)]
+            title = (
+                f"Contrato {rng.choice(['de locação', 'de serviço', 'social', 'de compra'])} {i}"
+            )
+            names = [f"Signatário {i}-A", f"Signatário {i}-B"]
+            rows.append(
+                {
+                    "account_id": account.id,
+                    "ref": f"ENV-{i:05d}",
+                    "title": title,
+                    "description": "",
+                    "status": status,
+                    "icp": False,
+                    "ordered": False,
+                    "quoted_credits": 2,
+                    "created_by": None,
+                    "expires_at": NOW + timedelta(hours=6 + (i % 500) * 3),
+                    "sealed_at": None if status == "rascunho" else NOW - timedelta(days=1),
+                    "tags": "[]",
+                    "search_text": fold(" ".join([title, f"ENV-{i:05d}", *names])),
+                    "version": 0,
+                    "created_at": NOW,
+                    "updated_at": NOW,
+                }
+            )
+        conn.execute(insert(envelopes), rows)
+        ids = conn.execute(select(envelopes.c.id, envelopes.c.status)).all()
+        conn.execute(
+            insert(documents),
+            [{"envelope_id": e, "position": 0, "name": "contrato.pdf", "pages": 3} for e, _ in ids],
+        )
+        conn.execute(
+            insert(signers),
+            [
+                {
+                    "envelope_id": e,
+                    "position": p,
+                    "name": f"Signatário {e}-{p}",
+                    "email": f"s{e}-{p}@example.com",
+                    "phone": "+5511987654321",
+                    "queue_order": 0,
+                    "status": "pendente",
+                    "signed_at": None,
+                }
+                for e, _ in ids
+                for p in (0, 1)
+            ],
+        )
+        first_signer = dict(
+            conn.execute(
+                select(signers.c.envelope_id, signers.c.id).where(signers.c.position == 0)
+            ).all()
+        )
+    by_status: dict[str, list[int]] = {}
+    for e, status in ids:
+        by_status.setdefault(status, []).append(e)
+    return app, telegram_ids, by_status, first_signer
+
+
+class Meter:
+    """Handler latency per update (group -1 to group 99) and the count of finished updates."""
+
+    def __init__(self) -> None:
+        self.started: dict[int, tuple[str, float]] = {}
+        self.latencies: list[float] = []
+        self.by_kind: dict[str, list[float]] = {}
+        self.done = 0
+        self.event = asyncio.Event()
+        self.target = 0
+
+    async def begin(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self.started[update.update_id] = (kind_of(update), time.perf_counter())
+
+    async def end(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        began = self.started.pop(update.update_id, None)
+        if began is not None:
+            took = time.perf_counter() - began[1]
+            self.latencies.append(took)
+            self.by_kind.setdefault(began[0], []).append(took)
+        self.done += 1
+        if self.done >= self.target:
+            self.event.set()
+
+    def attach(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        application.add_handler(TypeHandler(Update, self.begin), group=-1)
+        application.add_handler(TypeHandler(Update, self.end), group=99)
+
+
+def kind_of(update: Update) -> str:
+    """ "/envelopes", "ls", "env" (card), "env:seal", "rsc:sms", "ok" (confirm), ..."""
+    if update.callback_query is None:
+        return (update.effective_message.text or "") if update.effective_message else "?"
+    parts = (update.callback_query.data or "").split(":")
+    if parts[0] == "env" and len(parts) == 3:
+        return f"env:{parts[2]}"
+    if parts[0] == "rsc":
+        return f"rsc:{parts[-1]}"
+    return parts[0]
+
+
+def transport(api: FakeBotApi, kind: str, server: BotApiServer | None) -> dict[str, BaseRequest]:
+    if kind == "inproc":
+        return {"request": InProcessRequest(api), "get_updates_request": InProcessRequest(api)}
+    return {
+        "request": HTTPXRequest(connection_pool_size=16),
+        "get_updates_request": HTTPXRequest(read_timeout=5),
+    }
+
+
+async def drive(
+    application: Application[Any, Any, Any, Any, Any, Any],
+    api: FakeBotApi,
+    warmup: list[Callable[[], int]],
+    rounds: list[Callable[[], int]],
+) -> tuple[float, list[float], int]:
+    """Run polling; each round injects updates and waits until all were handled. Warm-up
+    rounds (first replies, the anchors later taps land on) are not measured."""
+    meter = Meter()
+    meter.attach(application)
+    await application.initialize()
+    await application.start()
+    assert application.updater is not None
+    await application.updater.start_polling(poll_interval=0, timeout=1)
+    elapsed = 0.0
+    total = 0
+    try:
+        for make_round in warmup:
+            meter.event.clear()
+            meter.target = meter.done + make_round()
+            await asyncio.wait_for(meter.event.wait(), 120)
+        meter.latencies.clear()
+        meter.by_kind.clear()
+        for make_round in rounds:
+            meter.event.clear()
+            began = time.perf_counter()
+            injected = make_round()
+            meter.target = meter.done + injected
+            if injected:
+                await asyncio.wait_for(meter.event.wait(), 120)
+            elapsed += time.perf_counter() - began
+            total += injected
+    finally:
+        api.close()
+        await application.updater.stop()
+        await application.stop()
+        await application.shutdown()
+    if BREAKDOWN:
+        for kind, values in sorted(meter.by_kind.items()):
+            print(
+                f"    {kind:>12}: {len(values):5d} updates, "
+                f"p50 {statistics.median(values) * 1000:.2f} ms"
+            )
+    return elapsed, meter.latencies, total
+
+
+BREAKDOWN = False
+
+
+def anchor(api: FakeBotApi, user: FakeUser) -> ChatMessage:
+    return api.last_bot_message(user.id)
+
+
+async def run_lacre(args: argparse.Namespace, url: str) -> dict[str, Any]:
+    app, telegram_ids, by_status, first_signer = seed(url, args.envelopes, args.users)
+    api = FakeBotApi(record_calls=False, keep_updates=True)
+    server = BotApiServer(api) if args.transport == "http" else None
+    if server:
+        await server.start()
+    base = server.base_url if server else "http://sandbox.invalid/bot"
+    application = build_application(
+        app, base_url=base, token=api.token, **transport(api, args.transport, server)
+    )
+    people = [FakeUser(tid) for tid in telegram_ids]
+    rng = random.Random(11)
+    pending = list(by_status["pendente"])
+    drafts = list(by_status["rascunho"])
+    rng.shuffle(pending)
+    rng.shuffle(drafts)
+    every = [e for ids in by_status.values() for e in ids]
+    per_round = max(args.updates // 4, 1)
+
+    def warm() -> int:
+        for person in people:
+            api.send_text(person, "/envelopes")
+        return len(people)
+
+    def mixed() -> int:
+        n = 0
+        for _ in range(per_round):
+            person = rng.choice(people)
+            roll = rng.random()
+            if roll < 0.15:
+                api.send_text(person, "/envelopes")
+            elif roll < 0.35:
+                tab = rng.choice(["pen", "ras", "con", "ven", "blo"])
+                api.tap(person, anchor(api, person), f"ls:{tab}:{rng.randrange(0, 50)}")
+            elif roll < 0.70:
+                api.tap(person, anchor(api, person), f"env:{rng.choice(every)}")
+            elif roll < 0.85 and drafts:
+                api.tap(person, anchor(api, person), f"env:{drafts.pop()}:seal")
+            elif pending:
+                env = pending.pop()
+                channel = rng.choice(["email", "sms"])
+                api.tap(person, anchor(api, person), f"rsc:{env}:{first_signer[env]}:{channel}")
+            n += 1
+        return n
+
+    by_user = {}
+    with app.uow(write=False) as uow:
+        for tid in telegram_ids:
+            user = uow.users.by_telegram(tid)
+            assert user is not None
+            by_user[user.id] = FakeUser(tid)
+
+    def confirm_all() -> int:
+        """Tap Confirmar on every open confirmation (seals and paid resends)."""
+        with app.engine.connect() as conn:
+            open_ones = conn.execute(
+                select(confirmations.c.nonce, confirmations.c.user_id).where(
+                    confirmations.c.used_at.is_(None)
+                )
+            ).all()
+        for nonce, user_id in open_ones:
+            person = by_user[user_id]
+            api.tap(person, anchor(api, person), f"ok:{nonce}")
+        return len(open_ones)
+
+    rounds: list[Callable[[], int]] = [mixed, confirm_all, mixed, confirm_all, mixed, mixed]
+    elapsed, latencies, total = await drive(application, api, [warm], rounds)
+    if server:
+        await server.stop()
+    with app.engine.connect() as conn:
+        problems = audit(conn)
+    app.engine.dispose()
+    # The measured rounds' updates, for the echo bot to get exactly the same payloads.
+    args.recorded = api.injected[len(people) :]
+    return _figures("lacre", total, elapsed, latencies) | {"audit_violations": len(problems)}
+
+
+async def run_echo(args: argparse.Namespace) -> dict[str, Any]:
+    api = FakeBotApi(record_calls=False)
+    server = BotApiServer(api) if args.transport == "http" else None
+    if server:
+        await server.start()
+    base = server.base_url if server else "http://sandbox.invalid/bot"
+    builder = ApplicationBuilder().token(api.token).base_url(base)
+    for name, request in transport(api, args.transport, server).items():
+        builder = getattr(builder, name)(request)
+    application = builder.build()
+
+    async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.effective_chat is not None and update.effective_message is not None
+        await context.bot.send_message(
+            update.effective_chat.id, update.effective_message.text or ""
+        )
+
+    async def ack(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.callback_query is not None
+        await update.callback_query.answer()
+
+    application.add_handler(MessageHandler(filters.TEXT, echo))
+    application.add_handler(CallbackQueryHandler(ack))
+    recorded: list[dict[str, Any]] = args.recorded
+    # The same updates the full stack handled, same payloads (callback queries carry the
+    # tapped message with its keyboard): the floor is the framework's own cost per update.
+    warm_n = min(len(recorded), 100)
+    chunks = [recorded[i : i + 500] for i in range(warm_n, len(recorded), 500)]
+
+    def replay(chunk: list[dict[str, Any]]) -> Callable[[], int]:
+        def run() -> int:
+            for payload in chunk:
+                api.replay(payload)
+            return len(chunk)
+
+        return run
+
+    rounds: list[Callable[[], int]] = [replay(c) for c in chunks]
+    warm = replay(recorded[:warm_n])
+    elapsed, latencies, total = await drive(application, api, [warm], rounds)
+    if server:
+        await server.stop()
+    return _figures("echo", total, elapsed, latencies)
+
+
+def _figures(name: str, total: int, elapsed: float, latencies: list[float]) -> dict[str, Any]:
+    ordered = sorted(latencies)
+    return {
+        "bot": name,
+        "updates": total,
+        "seconds": round(elapsed, 3),
+        "updates_per_s": round(total / elapsed, 1) if elapsed else 0.0,
+        "p50_ms": round(statistics.median(ordered) * 1000, 3) if ordered else None,
+        "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 3) if ordered else None,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--updates", type=int, default=4000, help="updates per mixed batch x4")
+    parser.add_argument("--envelopes", type=int, default=10_000)
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--transport", choices=["inproc", "http"], default="inproc")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--breakdown", action="store_true", help="p50 per kind of update")
+    args = parser.parse_args()
+    global BREAKDOWN
+    BREAKDOWN = args.breakdown
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        lacre = await run_lacre(args, url)
+    echo = await run_echo(args)
+    ratio = lacre["updates_per_s"] / echo["updates_per_s"] if echo["updates_per_s"] else 0.0
+    result = {
+        "transport": args.transport,
+        "envelopes": args.envelopes,
+        "lacre": lacre,
+        "echo": echo,
+        "ratio": round(ratio, 3),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"transport {args.transport}, {args.envelopes} envelopes in one account, SQLite file")
+    for row in (lacre, echo):
+        print(
+            f"{row['bot']:>6}: {row['updates']} updates in {row['seconds']} s = "
+            f"{row['updates_per_s']} updates/s; handler p50 {row['p50_ms']} ms, "
+            f"p99 {row['p99_ms']} ms"
+        )
+    print(
+        f" ratio: lacre / echo = {ratio:.1%}; ledger audit violations: {lacre['audit_violations']}"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,1 @@
+"""The scheduler: deadline nudges, automatic resends, expiry, plan renewal, low-balance alerts."""

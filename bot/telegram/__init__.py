@@ -1,0 +1,1 @@
+"""The Telegram bot: handlers, keyboards, texts and callback data over python-telegram-bot."""

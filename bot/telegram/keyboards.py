@@ -1,0 +1,200 @@
+"""Inline keyboards of the bot: every button carries callback data from `callbacks`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from urllib.parse import quote
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.i18n import Raw, t
+from bot.telegram import callbacks as cb
+from bot.telegram.render import amount, money
+from core.browse import (
+    STATUS_TAB,
+    CardAction,
+    EnvelopeCard,
+    EnvelopePage,
+    EnvelopeSummary,
+    HistoryPage,
+    PlansView,
+    ResendChoice,
+    Tab,
+)
+from core.envelopes import Envelope
+from core.ledger import Pool
+
+TAB_ORDER = (
+    Tab.PENDENTES,
+    Tab.VENCENDO,
+    Tab.RASCUNHOS,
+    Tab.BLOQUEADOS,
+    Tab.CONCLUIDOS,
+    Tab.CANCELADOS,
+)
+
+
+def label(key: str, /, **values: object) -> str:
+    """A button label: plain text, so values are not HTML-escaped."""
+    return t(key, **{name: Raw(str(value)) for name, value in values.items()})
+
+
+def button(text: str, target: cb.Button) -> InlineKeyboardButton:
+    return InlineKeyboardButton(text, callback_data=cb.format_data(target))
+
+
+def markup(rows: Sequence[Sequence[InlineKeyboardButton]]) -> InlineKeyboardMarkup | None:
+    """None when there is no button: Telegram refuses an empty inline keyboard."""
+    kept = [list(row) for row in rows if row]
+    return InlineKeyboardMarkup(kept) if kept else None
+
+
+def _pager(page: int, pages: int, to: Callable[[int], cb.Button]) -> list[InlineKeyboardButton]:
+    row: list[InlineKeyboardButton] = []
+    if page > 0:
+        row.append(button(label("kb.previous"), to(page - 1)))
+    if page + 1 < pages:
+        row.append(button(label("kb.next"), to(page + 1)))
+    return row
+
+
+def envelope_list(view: EnvelopePage) -> InlineKeyboardMarkup | None:
+    """One button per envelope, the tabs with counts, paging and search."""
+    rows: list[list[InlineKeyboardButton]] = [
+        [button(label("kb.envelope_item", title=_short(env.title, 40), ref=env.ref), _open(env))]
+        for env in view.items
+    ]
+    rows.append(_pager(view.page, view.pages, lambda p: cb.ListPage(view.tab, p)))
+    tabs = [
+        button(
+            label(
+                "kb.tab_active" if tab is view.tab else "kb.tab",
+                name=t(f"tab.{tab.value}"),
+                count=view.counts.get(tab, 0),
+            ),
+            cb.ListPage(tab, 0),
+        )
+        for tab in TAB_ORDER
+    ]
+    rows.extend([tabs[0:2], tabs[2:4], tabs[4:6]])
+    rows.append([button(label("kb.search"), cb.StartSearch())])
+    return markup(rows)
+
+
+def _open(env: EnvelopeSummary) -> cb.Button:
+    return cb.OpenEnvelope(env.id)
+
+
+def envelope_card(card: EnvelopeCard) -> InlineKeyboardMarkup | None:
+    env = card.envelope
+    assert env.id is not None
+    labels = {
+        CardAction.SEAL: label("kb.seal", credits=amount(card.seal_credits, Pool.CREDITS)),
+        CardAction.RESEND: label("kb.resend"),
+        CardAction.BLOCK: label("kb.block"),
+        CardAction.UNBLOCK: label("kb.unblock"),
+        CardAction.CANCEL: label("kb.cancel_envelope"),
+    }
+    actions = [button(labels[a], cb.EnvelopeAction(env.id, a)) for a in card.actions]
+    back_tab = STATUS_TAB.get(env.status, Tab.PENDENTES)
+    return markup(
+        [
+            actions[:2],
+            actions[2:],
+            [
+                button(label("kb.refresh"), cb.OpenEnvelope(env.id)),
+                button(label("kb.back"), cb.ListPage(back_tab, 0)),
+            ],
+        ]
+    )
+
+
+def confirm(nonce: str, label_key: str = "kb.confirm") -> InlineKeyboardMarkup | None:
+    return markup(
+        [
+            [
+                button(label(label_key), cb.Confirm(nonce)),
+                button(label("kb.decline"), cb.Decline(nonce)),
+            ]
+        ]
+    )
+
+
+def back_to(envelope_id: int, *, plans: bool = False) -> InlineKeyboardMarkup | None:
+    rows = [[button(label("kb.open_envelope"), cb.OpenEnvelope(envelope_id))]]
+    if plans:
+        rows.insert(0, [button(label("kb.plans"), cb.OpenPlans())])
+    return markup(rows)
+
+
+def resend_menu(env: Envelope) -> InlineKeyboardMarkup | None:
+    assert env.id is not None
+    in_turn = {s.id for s in env.signers_in_turn()}
+    rows = [[button(label("kb.resend_all"), cb.ResendAll(env.id))]]
+    for signer in env.pending_signers():
+        if signer.id in in_turn and signer.id is not None:
+            rows.append([button(_short(signer.name, 50), cb.PickSigner(env.id, signer.id))])
+    rows.append([button(label("kb.back"), cb.OpenEnvelope(env.id))])
+    return markup(rows)
+
+
+def channel_menu(choice: ResendChoice) -> InlineKeyboardMarkup | None:
+    env = choice.envelope
+    assert env.id is not None
+    rows = []
+    for option in choice.options:
+        if option.problem is not None:
+            continue
+        text = label(
+            f"kb.channel.{option.channel.value}",
+            cost=amount(option.cost, Pool.NOTIFICATION),
+        )
+        rows.append([button(text, cb.ResendOne(env.id, choice.signer_id, option.channel))])
+    rows.append([button(label("kb.back"), cb.EnvelopeAction(env.id, CardAction.RESEND))])
+    return markup(rows)
+
+
+def plans(view: PlansView, url_template: str) -> InlineKeyboardMarkup | None:
+    """URL buttons to the payment page: notification packs ("Adquirir") and other plans."""
+
+    def url(item: str) -> str:
+        return url_template.format(account_id=quote(str(view.account.id)), item=quote(item))
+
+    rows: list[list[InlineKeyboardButton]] = [
+        [
+            InlineKeyboardButton(
+                label(
+                    "kb.buy_pack",
+                    credits=amount(pack.notification_credits, Pool.NOTIFICATION),
+                    price=money(pack.price_cents),
+                ),
+                url=url(pack.code),
+            )
+        ]
+        for pack in view.packs
+    ]
+    rows.extend(
+        [InlineKeyboardButton(label("kb.change_plan", plan=plan.name), url=url(plan.code))]
+        for plan in view.others
+    )
+    rows.append([button(label("kb.envelopes"), cb.ListPage(Tab.PENDENTES, 0))])
+    return markup(rows)
+
+
+def history(view: HistoryPage) -> InlineKeyboardMarkup | None:
+    return markup([_pager(view.page, view.pages, cb.HistoryPage)])
+
+
+def languages() -> InlineKeyboardMarkup | None:
+    return markup(
+        [[button(label(f"language.{code}"), cb.ChooseLanguage(code)) for code in cb.LANGUAGE_CODES]]
+    )
+
+
+def planos_only() -> InlineKeyboardMarkup | None:
+    return markup([[button(label("kb.plans"), cb.OpenPlans())]])
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

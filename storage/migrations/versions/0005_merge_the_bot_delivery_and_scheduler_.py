@@ -1,0 +1,23 @@
+"""merge the bot, delivery and scheduler branches
+
+Revision ID: 0005
+Revises: 0002, 0003, 0004
+"""
+from alembic import op
+import sqlalchemy as sa
+import sqlmodel
+import storage.tables
+
+
+revision = '0005'
+down_revision = ('0002', '0003', '0004')
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

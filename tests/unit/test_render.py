@@ -1,0 +1,131 @@
+"""Rendering: user values escaped, long texts split or trimmed under Telegram's 4096 limit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.i18n import LANGUAGES, current_language
+from bot.sandbox.bot_api import parse_html
+from bot.telegram import render
+from core.browse import EnvelopeCard, allowed_actions
+from core.envelopes import Document, Envelope, EnvelopeStatus, Signer
+from core.errors import InsufficientCredits, InvalidState
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+HOSTILE = '<script>alert("x")</script> & <b>Ana</b> </i>'
+
+
+def card_for(env: Envelope) -> EnvelopeCard:
+    return EnvelopeCard(env, "America/Sao_Paulo", 3, allowed_actions(env, NOW), {}, NOW)
+
+
+def envelope(signers: int = 2, name: str = "Maria") -> Envelope:
+    return Envelope(
+        account_id=1,
+        ref="ENV-<1>",
+        title=HOSTILE,
+        description=HOSTILE,
+        expires_at=datetime(2026, 12, 10, 21, 0, tzinfo=UTC),
+        documents=[Document(HOSTILE + ".pdf", 2)],
+        signers=[
+            Signer(f"{name} {i} {HOSTILE}", f"s{i}@x.com", None, 0, id=i + 1)
+            for i in range(signers)
+        ],
+        id=7,
+    )
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_user_values_are_escaped_so_telegram_parses_the_card(language: str) -> None:
+    token = current_language.set(language)
+    try:
+        html = render.envelope_card(card_for(envelope()))
+    finally:
+        current_language.reset(token)
+    visible = parse_html(html)  # raises like Telegram's "can't parse entities"
+    assert HOSTILE in visible and "<script>" not in html
+
+
+def test_a_card_with_hundreds_of_long_signer_names_stays_under_the_limit() -> None:
+    html = render.envelope_card(card_for(envelope(signers=400, name="N" * 150)))
+    assert len(html) < render.MAX_MESSAGE
+    assert "… e mais" in html
+    parse_html(html)
+
+
+def test_long_texts_split_at_line_breaks_under_4096_characters() -> None:
+    lines = [f"<b>linha {i}</b> " + "x" * 90 for i in range(200)]
+    parts = render.split_html("\n".join(lines))
+    assert len(parts) > 1 and all(len(p) <= 4096 for p in parts)
+    assert "\n".join(parts) == "\n".join(lines)
+    for part in parts:
+        parse_html(part)
+
+
+def test_one_overlong_plain_line_is_cut_hard() -> None:
+    parts = render.split_html("y" * 9000)
+    assert [len(p) for p in parts] == [4096, 4096, 808]
+
+
+def test_refusals_say_what_is_missing_in_the_users_words() -> None:
+    exc = InsufficientCredits(pool="credits", needed=25, balance=20, missing=5)
+    assert "Faltam <b>5 créditos</b>" in render.refusal(exc)
+    exc = InsufficientCredits(pool="notification", needed=1, balance=0, missing=1)
+    assert "1 crédito de notificação" in render.refusal(exc)
+    assert "expirou" in render.refusal(InvalidState(reason="expired"))
+    assert "já assinou" in render.refusal(InvalidState(reason="signed"))
+
+
+def test_every_status_has_a_word_in_every_language() -> None:
+    for language in LANGUAGES:
+        token = current_language.set(language)
+        try:
+            for status in EnvelopeStatus:
+                env = envelope()
+                env.status = status
+                assert not render.status_word(env, NOW).startswith("status.")
+        finally:
+            current_language.reset(token)
+
+
+def test_every_text_key_the_bot_uses_exists_in_every_language() -> None:
+    import re
+    from pathlib import Path
+
+    from bot.i18n import catalog
+    from core.browse import Tab
+    from core.confirmations import TRANSITIONS
+    from core.ledger import Reason
+    from core.notifications import Channel, DeliveryStatus
+
+    source = "\n".join(p.read_text() for p in (Path(render.__file__).parent).glob("*.py"))
+    literal = set(re.findall(r'(?:\bt|label)\(\s*"([a-z_.\-]+)"', source))
+    dynamic = {
+        *(f"tab.{t.value}" for t in Tab),
+        *(f"status.{s}" for s in ("rascunho", "pendente", "bloqueado", "concluido")),
+        *(f"status.{s}" for s in ("cancelado", "expirado", "excluido")),
+        *(f"signer.{s}" for s in ("pendente", "assinado")),
+        *(f"channel.{c.value}" for c in Channel),
+        *(f"kb.channel.{c.value}" for c in Channel),
+        *(f"delivery.{d.value}" for d in DeliveryStatus),
+        "delivery.refunded",
+        *(f"ledger.{r.value}" for r in Reason),
+        *(f"{a.value}.confirm" for a in TRANSITIONS),
+        *(f"{a.value}.done" for a in TRANSITIONS),
+        *(f"link.{r}" for r in ("used", "expired", "unknown")),
+        *(f"role.{r}" for r in ("admin", "member")),
+        *(f"language.{c}" for c in LANGUAGES),
+        *(f"confirm.{r}" for r in ("used", "expired")),
+        *(f"seal.needs.{m}" for m in ("signer", "document", "expires_at")),
+        *(f"amount.{p}.{n}" for p in ("credits", "notification") for n in ("one", "other")),
+        *(f"why.{w}" for w in ("no_phone", "cooldown", "not_mobile", "country", "signed")),
+        *(f"why.{w}" for w in ("expired", "not_in_turn", "envelope_state", "nobody")),
+        *(f"cmd.{c}" for c in ("envelopes", "saldo", "planos", "historico", "lembretes")),
+        *(f"cmd.{c}" for c in ("idioma", "ajuda", "desvincular")),
+    }
+    assert len(literal) > 60
+    for language in LANGUAGES:
+        missing = sorted(k for k in literal | dynamic if not catalog(language).get(k))
+        assert missing == [], language
