@@ -16,6 +16,8 @@ from tests.support.databases import fresh_postgres, fresh_sqlite
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ["no_proxy"] = os.environ["NO_PROXY"]
+# The runner opts in to python-telegram-bot's timedelta `retry_after`; so do the tests.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
