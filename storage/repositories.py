@@ -13,11 +13,12 @@ from sqlalchemy import (
     Connection,
     Integer,
     Row,
-    and_,
     bindparam,
     delete,
     func,
     insert,
+    literal,
+    or_,
     select,
     update,
 )
@@ -85,6 +86,13 @@ class _Repo:
 # Look-ups every use case makes, built once (see _IGNORING_DUPLICATES).
 _ACCOUNT_BY_ID = select(accounts).where(accounts.c.id == bindparam("account_id"))
 _USER_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
+_USER_BY_TELEGRAM = select(users).where(users.c.telegram_user_id == bindparam("tg"))
+_SET_TELEGRAM = (
+    update(users).where(users.c.id == bindparam("b_id")).values(telegram_user_id=bindparam("b_tg"))
+)
+_SET_USER_LANGUAGE = (
+    update(users).where(users.c.id == bindparam("b_id")).values(language=bindparam("b_language"))
+)
 
 
 class SqlAccountRepository(_Repo):
@@ -177,18 +185,14 @@ class SqlUserRepository(_Repo):
         return _user(row) if row else None
 
     def by_telegram(self, telegram_user_id: int) -> User | None:
-        row = self.conn.execute(
-            select(users).where(users.c.telegram_user_id == telegram_user_id)
-        ).first()
+        row = self.conn.execute(_USER_BY_TELEGRAM, {"tg": telegram_user_id}).first()
         return _user(row) if row else None
 
     def set_telegram(self, user_id: int, telegram_user_id: int | None) -> None:
-        self.conn.execute(
-            update(users).where(users.c.id == user_id).values(telegram_user_id=telegram_user_id)
-        )
+        self.conn.execute(_SET_TELEGRAM, {"b_id": user_id, "b_tg": telegram_user_id})
 
     def set_language(self, user_id: int, language: str | None) -> None:
-        self.conn.execute(update(users).where(users.c.id == user_id).values(language=language))
+        self.conn.execute(_SET_USER_LANGUAGE, {"b_id": user_id, "b_language": language})
 
 
 def _user(r: Row[Any]) -> User:
@@ -237,6 +241,117 @@ class SqlLinkTokenRepository(_Repo):
         return bool(result.rowcount == 1)
 
 
+_e = envelopes.c
+_ENVELOPE_BY_ID = select(envelopes).where(_e.id == bindparam("envelope_id"))
+_ENVELOPE_BY_ACCOUNT_REF = select(envelopes).where(
+    _e.account_id == bindparam("account_id"), _e.ref == bindparam("ref")
+)
+_ENVELOPES_BY_REF = select(envelopes).where(_e.ref == bindparam("ref"))
+_ENVELOPES_BY_IDS = select(envelopes).where(_e.id.in_(bindparam("ids", expanding=True)))
+_d, _s = documents.c, signers.c
+_DOCUMENTS_OF = (
+    select(_d.envelope_id, _d.name, _d.pages)
+    .where(_d.envelope_id == bindparam("envelope_id"))
+    .order_by(_d.position)
+)
+_DOCUMENTS_OF_MANY = (
+    select(_d.envelope_id, _d.name, _d.pages)
+    .where(_d.envelope_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_d.envelope_id, _d.position)
+)
+_SIGNERS_OF = (
+    select(signers).where(_s.envelope_id == bindparam("envelope_id")).order_by(_s.position)
+)
+_SIGNERS_OF_MANY = (
+    select(signers)
+    .where(_s.envelope_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_s.envelope_id, _s.position)
+)
+_SAVE_SIGNER = (
+    update(signers)
+    .where(_s.id == bindparam("b_id"))
+    .values(status=bindparam("b_status"), signed_at=bindparam("b_signed_at"))
+)
+_FIELDS = (
+    "title",
+    "description",
+    "status",
+    "icp",
+    "ordered",
+    "quoted_credits",
+    "created_by",
+    "expires_at",
+    "sealed_at",
+    "tags",
+    "search_text",
+    "updated_at",
+)
+_BUMP = (
+    update(envelopes)
+    .where(_e.id == bindparam("b_id"), _e.version == bindparam("b_version"))
+    .values(version=bindparam("b_new_version"), **{f: bindparam(f"b_{f}") for f in _FIELDS})
+)
+# One statement per shape of EnvelopeQuery (which filters are present); values are bound.
+_QueryShape = tuple[tuple[EnvelopeStatus, ...], bool, bool, bool, bool]
+_IDS_BY_SHAPE: dict[tuple[_QueryShape, bool], Any] = {}
+_COUNT_BY_SHAPE: dict[_QueryShape, Any] = {}
+_COUNT_BY_STATUS = {
+    by_creator: select(_e.status, func.count())
+    .where(
+        _e.account_id == bindparam("account_id"),
+        *([_e.created_by == bindparam("created_by")] if by_creator else []),
+    )
+    .group_by(_e.status)
+    for by_creator in (False, True)
+}
+
+
+def status_filter(statuses: Sequence[EnvelopeStatus]) -> ColumnElement[bool]:
+    """`status IN (...)` with the values written into the statement: a literal IN list would
+    be re-rendered on every execution (an "expanding" parameter); SQLite plans an OR of
+    equalities on one column as IN."""
+    return or_(*(_e.status == literal(s.value) for s in statuses))
+
+
+def _shape(q: EnvelopeQuery, term: str) -> _QueryShape:
+    return (
+        tuple(q.statuses),
+        q.created_by is not None,
+        q.expires_after is not None,
+        q.expires_before is not None,
+        bool(term),
+    )
+
+
+def _bound_filters(shape: _QueryShape) -> list[ColumnElement[bool]]:
+    statuses, by_creator, after, before, searching = shape
+    conds: list[ColumnElement[bool]] = [_e.account_id == bindparam("account_id")]
+    if by_creator:
+        conds.append(_e.created_by == bindparam("created_by"))
+    if statuses:
+        conds.append(status_filter(statuses))
+    if after:
+        conds.append(_e.expires_at > bindparam("after"))
+    if before:
+        conds.append(_e.expires_at <= bindparam("before"))
+    if searching:
+        conds.append(_e.search_text.like(bindparam("pattern"), escape="\\"))
+    return conds
+
+
+def _query_params(q: EnvelopeQuery, term: str) -> dict[str, Any]:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return {
+        "account_id": q.account_id,
+        "created_by": q.created_by,
+        "after": q.expires_after,
+        "before": q.expires_before,
+        "pattern": f"%{escaped}%",
+        "limit": q.limit,
+        "offset": q.offset,
+    }
+
+
 class SqlEnvelopeRepository(_Repo):
     def add(self, envelope: Envelope, now: datetime) -> Envelope:
         envelope.id = self.conn.execute(
@@ -255,23 +370,25 @@ class SqlEnvelopeRepository(_Repo):
         return envelope
 
     def get(self, envelope_id: int) -> Envelope | None:
-        found = self._load(envelopes.c.id == envelope_id)
+        found = self._load(_ENVELOPE_BY_ID, {"envelope_id": envelope_id})
         return found[0] if found else None
 
     def get_by_ref(self, account_id: int, ref: str) -> Envelope | None:
-        found = self._load(and_(envelopes.c.account_id == account_id, envelopes.c.ref == ref))
+        found = self._load(_ENVELOPE_BY_ACCOUNT_REF, {"account_id": account_id, "ref": ref})
         return found[0] if found else None
 
     def find_by_ref(self, ref: str) -> list[Envelope]:
-        return self._load(envelopes.c.ref == ref)
+        return self._load(_ENVELOPES_BY_REF, {"ref": ref})
 
     def save(self, envelope: Envelope, now: datetime) -> None:
         self._bump(envelope, now)
-        for s in envelope.signers:
+        if envelope.signers:
             self.conn.execute(
-                update(signers)
-                .where(signers.c.id == s.id)
-                .values(status=s.status.value, signed_at=s.signed_at)
+                _SAVE_SIGNER,
+                [
+                    {"b_id": s.id, "b_status": s.status.value, "b_signed_at": s.signed_at}
+                    for s in envelope.signers
+                ],
             )
 
     def replace(self, envelope: Envelope, now: datetime) -> None:
@@ -287,61 +404,46 @@ class SqlEnvelopeRepository(_Repo):
         self._write_signers(envelope, existing)
 
     def query(self, q: EnvelopeQuery) -> list[Envelope]:
-        order: list[Any] = (
-            [envelopes.c.expires_at.asc().nulls_last(), envelopes.c.id.asc()]
-            if q.order_by_deadline
-            else [envelopes.c.id.desc()]
-        )
-        ids = (
-            self.conn.execute(
-                select(envelopes.c.id)
-                .where(*self._filters(q))
-                .order_by(*order)
-                .limit(q.limit)
-                .offset(q.offset)
+        term = fold(q.search.strip())
+        key = (_shape(q, term), q.order_by_deadline)
+        stmt = _IDS_BY_SHAPE.get(key)
+        if stmt is None:
+            order: list[Any] = (
+                [_e.expires_at.asc().nulls_last(), _e.id.asc()]
+                if q.order_by_deadline
+                else [_e.id.desc()]
             )
-            .scalars()
-            .all()
-        )
+            stmt = _IDS_BY_SHAPE[key] = (
+                select(_e.id)
+                .where(*_bound_filters(key[0]))
+                .order_by(*order)
+                .limit(bindparam("limit"))
+                .offset(bindparam("offset"))
+            )
+        ids = self.conn.execute(stmt, _query_params(q, term)).scalars().all()
         if not ids:
             return []
-        by_id = {e.id: e for e in self._load(envelopes.c.id.in_(ids))}
+        by_id = {e.id: e for e in self._load(_ENVELOPES_BY_IDS, {"ids": list(ids)})}
         return [by_id[i] for i in ids]
 
     def count(self, q: EnvelopeQuery) -> int:
-        return int(
-            self.conn.execute(
-                select(func.count()).select_from(envelopes).where(*self._filters(q))
-            ).scalar_one()
-        )
+        term = fold(q.search.strip())
+        shape = _shape(q, term)
+        stmt = _COUNT_BY_SHAPE.get(shape)
+        if stmt is None:
+            stmt = _COUNT_BY_SHAPE[shape] = (
+                select(func.count()).select_from(envelopes).where(*_bound_filters(shape))
+            )
+        return int(self.conn.execute(stmt, _query_params(q, term)).scalar_one())
 
     def count_by_status(self, account_id: int, created_by: int | None) -> dict[str, int]:
-        conds = [envelopes.c.account_id == account_id]
-        if created_by is not None:
-            conds.append(envelopes.c.created_by == created_by)
         rows = self.conn.execute(
-            select(envelopes.c.status, func.count()).where(*conds).group_by(envelopes.c.status)
+            _COUNT_BY_STATUS[created_by is not None],
+            {"account_id": account_id, "created_by": created_by},
         )
         return {status: int(n) for status, n in rows}
 
     # -- internals ---------------------------------------------------------------------------
-    @staticmethod
-    def _filters(q: EnvelopeQuery) -> list[ColumnElement[bool]]:
-        conds: list[ColumnElement[bool]] = [envelopes.c.account_id == q.account_id]
-        if q.created_by is not None:
-            conds.append(envelopes.c.created_by == q.created_by)
-        if q.statuses:
-            conds.append(envelopes.c.status.in_([s.value for s in q.statuses]))
-        if q.expires_after is not None:
-            conds.append(envelopes.c.expires_at > q.expires_after)
-        if q.expires_before is not None:
-            conds.append(envelopes.c.expires_at <= q.expires_before)
-        term = fold(q.search.strip())
-        if term:
-            escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            conds.append(envelopes.c.search_text.like(f"%{escaped}%", escape="\\"))
-        return conds
-
     @staticmethod
     def _fields(e: Envelope, now: datetime) -> dict[str, Any]:
         search = " ".join([e.title, e.ref, *(s.name for s in e.signers)])
@@ -361,13 +463,9 @@ class SqlEnvelopeRepository(_Repo):
         }
 
     def _bump(self, e: Envelope, now: datetime) -> None:
+        values = {f"b_{name}": value for name, value in self._fields(e, now).items()}
         result = self.conn.execute(
-            update(envelopes)
-            .where(
-                envelopes.c.id == e.id,
-                envelopes.c.version == e.version,
-            )
-            .values(version=e.version + 1, **self._fields(e, now))
+            _BUMP, {"b_id": e.id, "b_version": e.version, "b_new_version": e.version + 1, **values}
         )
         if result.rowcount != 1:
             raise Conflict("the envelope changed meanwhile", what="envelope", id=e.id)
@@ -406,56 +504,53 @@ class SqlEnvelopeRepository(_Repo):
             else:
                 self.conn.execute(update(signers).where(signers.c.id == s.id).values(**values))
 
-    def _load(self, where: ColumnElement[bool]) -> list[Envelope]:
-        rows = self.conn.execute(select(envelopes).where(where)).all()
+    def _load(self, stmt: Any, params: dict[str, Any]) -> list[Envelope]:
+        rows = self.conn.execute(stmt, params).all()
         if not rows:
             return []
-        ids = [r.id for r in rows]
         docs: dict[int, list[Document]] = defaultdict(list)
-        for d in self.conn.execute(
-            select(documents)
-            .where(documents.c.envelope_id.in_(ids))
-            .order_by(documents.c.envelope_id, documents.c.position)
-        ):
-            docs[d.envelope_id].append(Document(d.name, d.pages))
         sigs: dict[int, list[Signer]] = defaultdict(list)
-        for s in self.conn.execute(
-            select(signers)
-            .where(signers.c.envelope_id.in_(ids))
-            .order_by(signers.c.envelope_id, signers.c.position)
-        ):
-            sigs[s.envelope_id].append(
-                Signer(
-                    s.name,
-                    s.email,
-                    s.phone,
-                    s.queue_order,
-                    SignerStatus(s.status),
-                    s.signed_at,
-                    s.id,
-                )
+        # One envelope (every tap of the bot) takes the `=` statements, not an IN list.
+        if len(rows) == 1:
+            children: tuple[Any, Any, dict[str, Any]] = (
+                _DOCUMENTS_OF,
+                _SIGNERS_OF,
+                {"envelope_id": rows[0].id},
             )
-        return [
-            Envelope(
-                account_id=r.account_id,
-                ref=r.ref,
-                title=r.title,
-                expires_at=r.expires_at,
-                description=r.description,
-                icp=r.icp,
-                ordered=r.ordered,
-                quoted_credits=r.quoted_credits,
-                status=EnvelopeStatus(r.status),
-                created_by=r.created_by,
-                documents=docs[r.id],
-                signers=sigs[r.id],
-                tags=json.loads(r.tags),
-                sealed_at=r.sealed_at,
-                id=r.id,
-                version=r.version,
-            )
-            for r in rows
-        ]
+        else:
+            children = (_DOCUMENTS_OF_MANY, _SIGNERS_OF_MANY, {"ids": [r.id for r in rows]})
+        for d in self.conn.execute(children[0], children[2]):
+            docs[d.envelope_id].append(Document(d.name, d.pages))
+        for s in self.conn.execute(children[1], children[2]):
+            sigs[s.envelope_id].append(signer_from_row(s))
+        return [envelope_from_row(r, docs[r.id], sigs[r.id]) for r in rows]
+
+
+def signer_from_row(s: Row[Any]) -> Signer:
+    return Signer(
+        s.name, s.email, s.phone, s.queue_order, SignerStatus(s.status), s.signed_at, s.id
+    )
+
+
+def envelope_from_row(r: Row[Any], docs: list[Document], sigs: list[Signer]) -> Envelope:
+    return Envelope(
+        account_id=r.account_id,
+        ref=r.ref,
+        title=r.title,
+        expires_at=r.expires_at,
+        description=r.description,
+        icp=r.icp,
+        ordered=r.ordered,
+        quoted_credits=r.quoted_credits,
+        status=EnvelopeStatus(r.status),
+        created_by=r.created_by,
+        documents=docs,
+        signers=sigs,
+        tags=json.loads(r.tags),
+        sealed_at=r.sealed_at,
+        id=r.id,
+        version=r.version,
+    )
 
 
 _POOL_COLUMN = {Pool.CREDITS: "credits", Pool.NOTIFICATION: "notification_credits"}
@@ -477,6 +572,16 @@ _CREDIT = _balance_updates(conditional=False)  # executed with a negated amount
 _ENTRY_BY_KEY = select(ledger).where(ledger.c.idempotency_key == bindparam("key"))
 _BALANCES = select(accounts.c.credits, accounts.c.notification_credits).where(
     accounts.c.id == bindparam("account_id")
+)
+_HISTORY = (
+    select(ledger)
+    .where(ledger.c.account_id == bindparam("account_id"))
+    .order_by(ledger.c.id.desc())
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
+_ENTRY_COUNT = (
+    select(func.count()).select_from(ledger).where(ledger.c.account_id == bindparam("account_id"))
 )
 
 
@@ -518,20 +623,12 @@ class SqlLedgerRepository(_Repo):
 
     def history(self, account_id: int, limit: int, offset: int) -> list[LedgerEntry]:
         rows = self.conn.execute(
-            select(ledger)
-            .where(ledger.c.account_id == account_id)
-            .order_by(ledger.c.id.desc())
-            .limit(limit)
-            .offset(offset)
+            _HISTORY, {"account_id": account_id, "limit": limit, "offset": offset}
         )
         return [_entry(r) for r in rows]
 
     def count(self, account_id: int) -> int:
-        return int(
-            self.conn.execute(
-                select(func.count()).select_from(ledger).where(ledger.c.account_id == account_id)
-            ).scalar_one()
-        )
+        return int(self.conn.execute(_ENTRY_COUNT, {"account_id": account_id}).scalar_one())
 
 
 def _entry(r: Row[Any]) -> LedgerEntry:
@@ -552,6 +649,24 @@ def _entry(r: Row[Any]) -> LedgerEntry:
 
 def _predecessors(new: DeliveryStatus) -> list[str]:
     return [s.value for s in DeliveryStatus if may_move(s, new)]
+
+
+_n = notifications.c
+_NOTIFICATION_BY_ID = select(notifications).where(_n.id == bindparam("notification_id"))
+_NOTIFICATION_BY_KEY = select(notifications).where(_n.idempotency_key == bindparam("key"))
+_LAST_REQUESTED = select(func.max(_n.created_at)).where(
+    _n.signer_id == bindparam("signer_id"), _n.channel == bindparam("channel")
+)
+_PAID_SINCE = (
+    select(func.count())
+    .select_from(notifications)
+    .where(
+        _n.account_id == bindparam("account_id"), _n.created_at >= bindparam("since"), _n.cost > 0
+    )
+)
+_FOR_ENVELOPE = (
+    select(notifications).where(_n.envelope_id == bindparam("envelope_id")).order_by(_n.id)
+)
 
 
 class SqlNotificationRepository(_Repo):
@@ -580,39 +695,51 @@ class SqlNotificationRepository(_Repo):
             "idempotency_key",
         )
         new_id = result.scalar()
-        return None if new_id is None else self.get(new_id)
+        if new_id is None:
+            return None
+        # The row as just written (what `get` would read back, one query less per send).
+        at = now.astimezone(UTC)
+        d = draft
+        return Notification(
+            new_id,
+            d.account_id,
+            d.envelope_id,
+            d.signer_id,
+            d.channel,
+            d.kind,
+            d.destination,
+            d.cost,
+            d.segments,
+            d.body,
+            DeliveryStatus.QUEUED,
+            d.idempotency_key,
+            d.requested_by,
+            None,
+            None,
+            0,
+            at,
+            at,
+            at,
+            None,
+        )
 
     def get(self, notification_id: int) -> Notification | None:
-        row = self.conn.execute(
-            select(notifications).where(notifications.c.id == notification_id)
-        ).first()
+        row = self.conn.execute(_NOTIFICATION_BY_ID, {"notification_id": notification_id}).first()
         return notification_from_row(row) if row else None
 
     def by_key(self, idempotency_key: str) -> Notification | None:
-        row = self.conn.execute(
-            select(notifications).where(notifications.c.idempotency_key == idempotency_key)
-        ).first()
+        row = self.conn.execute(_NOTIFICATION_BY_KEY, {"key": idempotency_key}).first()
         return notification_from_row(row) if row else None
 
     def last_requested_at(self, signer_id: int, channel: Channel) -> datetime | None:
         value = self.conn.execute(
-            select(func.max(notifications.c.created_at)).where(
-                notifications.c.signer_id == signer_id, notifications.c.channel == channel.value
-            )
+            _LAST_REQUESTED, {"signer_id": signer_id, "channel": channel.value}
         ).scalar()
         return value if value is None else _aware(value)
 
     def paid_since(self, account_id: int, since: datetime) -> int:
         return int(
-            self.conn.execute(
-                select(func.count())
-                .select_from(notifications)
-                .where(
-                    notifications.c.account_id == account_id,
-                    notifications.c.created_at >= since,
-                    notifications.c.cost > 0,
-                )
-            ).scalar_one()
+            self.conn.execute(_PAID_SINCE, {"account_id": account_id, "since": since}).scalar_one()
         )
 
     def set_status(
@@ -640,11 +767,7 @@ class SqlNotificationRepository(_Repo):
         return bool(result.rowcount == 1)
 
     def for_envelope(self, envelope_id: int) -> list[Notification]:
-        rows = self.conn.execute(
-            select(notifications)
-            .where(notifications.c.envelope_id == envelope_id)
-            .order_by(notifications.c.id)
-        )
+        rows = self.conn.execute(_FOR_ENVELOPE, {"envelope_id": envelope_id})
         return [notification_from_row(r) for r in rows]
 
 

@@ -6,7 +6,6 @@ costs about ten times what executing it on SQLite costs, and these run on every 
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -16,17 +15,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from core.accounts import Account, Role, User
 from core.browse import ChatState, EnvelopeSummary, SignerNotice
 from core.confirmations import Action, Confirmation
-from core.envelopes import Document, Envelope, EnvelopeStatus, Signer, SignerStatus
+from core.envelopes import Envelope, EnvelopeStatus
 from core.notifications import Channel, DeliveryStatus
 from core.ports import EnvelopeQuery
 from storage.repositories import (
+    SqlEnvelopeRepository,
     accounts,
-    documents,
     envelopes,
     fold,
     ledger,
     notifications,
     signers,
+    status_filter,
     users,
 )
 from storage.tables_bot import ConfirmationRow, TelegramChatRow
@@ -186,17 +186,6 @@ _ABOUT = select(
 ).where(_e.id == bindparam("envelope_id"))
 
 
-_ENVELOPE = select(envelopes).where(_e.id == bindparam("envelope_id"))
-_DOCUMENTS = (
-    select(documents.c.name, documents.c.pages)
-    .where(documents.c.envelope_id == bindparam("envelope_id"))
-    .order_by(documents.c.position)
-)
-_SIGNERS = (
-    select(signers)
-    .where(signers.c.envelope_id == bindparam("envelope_id"))
-    .order_by(signers.c.position)
-)
 _n = notifications.c
 _NOTICES = (
     select(
@@ -248,7 +237,7 @@ def _summaries_statement(key: _SummaryKey) -> Select[Any]:
     if by_creator:
         stmt = stmt.where(_e.created_by == bindparam("created_by"))
     if statuses:
-        stmt = stmt.where(_e.status.in_([s.value for s in statuses]))
+        stmt = stmt.where(status_filter(statuses))
     if after:
         stmt = stmt.where(_e.expires_at > bindparam("after"))
     if before:
@@ -307,41 +296,7 @@ class SqlListingRepository:
 
     def envelope(self, envelope_id: int) -> Envelope | None:
         """The whole aggregate for the card (what the envelope repository's `get` loads)."""
-        params = {"envelope_id": envelope_id}
-        r = self.conn.execute(_ENVELOPE, params).first()
-        if r is None:
-            return None
-        docs = [Document(d.name, d.pages) for d in self.conn.execute(_DOCUMENTS, params)]
-        sigs = [
-            Signer(
-                s.name,
-                s.email,
-                s.phone,
-                s.queue_order,
-                SignerStatus(s.status),
-                s.signed_at,
-                s.id,
-            )
-            for s in self.conn.execute(_SIGNERS, params)
-        ]
-        return Envelope(
-            account_id=r.account_id,
-            ref=r.ref,
-            title=r.title,
-            expires_at=r.expires_at,
-            description=r.description,
-            icp=r.icp,
-            ordered=r.ordered,
-            quoted_credits=r.quoted_credits,
-            status=EnvelopeStatus(r.status),
-            created_by=r.created_by,
-            documents=docs,
-            signers=sigs,
-            tags=json.loads(r.tags),
-            sealed_at=r.sealed_at,
-            id=r.id,
-            version=r.version,
-        )
+        return SqlEnvelopeRepository(self.conn).get(envelope_id)
 
     def notices(self, envelope_id: int) -> dict[int, SignerNotice]:
         """The latest notification per signer, and whether a failed paid one was refunded."""

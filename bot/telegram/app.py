@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, cast
 
-from telegram import BotCommand, LinkPreviewOptions
-from telegram.constants import ParseMode
+from telegram import BotCommand
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -19,6 +19,7 @@ from telegram.ext import (
     filters,
 )
 from telegram.request import BaseRequest
+from telegram.warnings import PTBUserWarning
 
 from bot.bootstrap import App
 from bot.i18n import t
@@ -67,12 +68,7 @@ def build_application(
         ApplicationBuilder()
         .token(token)
         .base_url(base_url)
-        .defaults(
-            Defaults(
-                parse_mode=ParseMode.HTML,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-            )
-        )
+        .defaults(Defaults(parse_mode=h.PARSE_MODE, link_preview_options=h.LINK_PREVIEW))
         .concurrent_updates(concurrent_updates)
         .post_init(set_commands)
     )
@@ -83,6 +79,13 @@ def build_application(
     if rate_limiter is not None:
         builder = builder.rate_limiter(rate_limiter)
     application: AnyApplication = builder.build()
+    # `handlers.call` sends and edits through the public `do_api_request` on purpose (it does
+    # not parse the answer into a Message); python-telegram-bot warns about that each time.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"Please use 'Bot\.(editMessageText|sendMessage)'",
+        category=PTBUserWarning,
+    )
     # The SQL unit of work carries the bot's repositories too (storage/uow.py).
     bot_uow = cast(ChatsUnitOfWorkFactory, app.uow)
     application.bot_data[h.SERVICES_KEY] = h.BotServices(

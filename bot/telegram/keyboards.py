@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any
 from urllib.parse import quote
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.i18n import Raw, t
+from bot.i18n import Raw, current_language, t
 from bot.telegram import callbacks as cb
 from bot.telegram.render import amount, money
 from core.browse import (
@@ -36,17 +38,49 @@ TAB_ORDER = (
 
 def label(key: str, /, **values: object) -> str:
     """A button label: plain text, so values are not HTML-escaped."""
-    return t(key, **{name: Raw(str(value)) for name, value in values.items()})
+    return _label(current_language.get(), key, tuple((n, str(v)) for n, v in values.items()))
 
 
+@lru_cache(maxsize=16384)
+def _label(language: str, key: str, values: tuple[tuple[str, str], ...]) -> str:
+    # Tabs with counts, pagers and action labels repeat on every view of every user.
+    return t(key, language, **{name: Raw(value) for name, value in values})
+
+
+class _Button(InlineKeyboardButton):
+    """A callback button that serialises once: the same tabs, pagers and cards come back on
+    every view, and python-telegram-bot's generic `to_dict` walks every slot of every button."""
+
+    __slots__ = ("_wire",)
+
+    def __init__(self, text: str, callback_data: str) -> None:
+        super().__init__(text, callback_data=callback_data)
+        with self._unfrozen():
+            self._wire = {"text": text, "callback_data": callback_data}
+
+    def to_dict(self, recursive: bool = True) -> dict[str, Any]:
+        return dict(self._wire)
+
+
+class _Keyboard(InlineKeyboardMarkup):
+    """An inline keyboard whose wire form is built from its buttons' own (cached) forms."""
+
+    __slots__ = ()
+
+    def to_dict(self, recursive: bool = True) -> dict[str, Any]:
+        return {"inline_keyboard": [[b.to_dict() for b in row] for row in self.inline_keyboard]}
+
+
+@lru_cache(maxsize=16384)
 def button(text: str, target: cb.Button) -> InlineKeyboardButton:
-    return InlineKeyboardButton(text, callback_data=cb.format_data(target))
+    """Buttons are immutable, so one object serves every keyboard that shows the same one."""
+    return _Button(text, cb.format_data(target))
 
 
 def markup(rows: Sequence[Sequence[InlineKeyboardButton]]) -> InlineKeyboardMarkup | None:
     """None when there is no button: Telegram refuses an empty inline keyboard."""
     kept = [list(row) for row in rows if row]
-    return InlineKeyboardMarkup(kept) if kept else None
+    return _Keyboard(kept) if kept else None
 
 
 def _pager(page: int, pages: int, to: Callable[[int], cb.Button]) -> list[InlineKeyboardButton]:
