@@ -192,10 +192,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    raise CliError(
-        "`lacre demo` is not part of this build yet: the sandbox is still being built",
-        code="not_available",
-    )
+    from bot.sandbox.demo import demo
+
+    # The sandbox configures itself: no token, no network, its own database file.
+    return demo(port=args.port, reset=args.reset)
 
 
 def _safe_url(url: str) -> str:

@@ -255,6 +255,10 @@ class FakeBotApi:
         self._push({"message": wire})
         return message
 
+    def open_chat(self, user: FakeUser) -> None:
+        """The user opens the private chat without writing (the bot may now message them)."""
+        self._chat(user, None, "private")
+
     def tap(self, user: FakeUser, message: ChatMessage, data: str) -> str:
         """The user taps a button with callback `data` under `message`; returns the query id.
 

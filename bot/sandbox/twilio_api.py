@@ -167,6 +167,8 @@ class FakeTwilio:
         self._release = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._counter = itertools.count(1)
+        self._doomed_next: deque[tuple[str, int]] = deque()
+        self._doomed: dict[str, tuple[str, int]] = {}
 
     # -- controls: trouble -----------------------------------------------------------------
     def fail_next_create(
@@ -204,6 +206,15 @@ class FakeTwilio:
     def fail_number(self, to: str, status: str = "undelivered", code: int = 30003) -> None:
         """Messages to `to` are accepted, then end in this status when they progress."""
         self.failing_numbers[to] = (status, code)
+
+    def fail_next_delivery(self, status: str = "failed", code: int = 30005) -> None:
+        """The next accepted message, whatever its number, ends in this status when it
+        progresses (the demo's "make the next delivery fail"); later ones are unaffected."""
+        self._doomed_next.append((status, code))
+
+    @property
+    def next_delivery_fails(self) -> bool:
+        return bool(self._doomed_next)
 
     def close(self) -> None:
         self._release.set()
@@ -302,7 +313,11 @@ class FakeTwilio:
         message = self.messages[sid]
         plan: Iterable[tuple[str, int | None]] = [(s, None) for s in self.auto_progress]
         bare = message.to.removeprefix("whatsapp:")
-        if message.to in self.failing_numbers or bare in self.failing_numbers:
+        if sid in self._doomed:
+            end, failure = self._doomed.pop(sid)
+            # "failed": Twilio could not send it at all; "undelivered": the carrier gave up.
+            plan = [(end, failure)] if end == "failed" else [("sent", None), (end, failure)]
+        elif message.to in self.failing_numbers or bare in self.failing_numbers:
             end, failure = self.failing_numbers.get(message.to) or self.failing_numbers[bare]
             plan = [("sent", None), (end, failure)]
         elif message.to.startswith("whatsapp:") and not message.content_sid:
@@ -393,7 +408,14 @@ class FakeTwilio:
         if message.content_variables is not None:
             json.loads(message.content_variables)  # Twilio refuses what is not JSON
         self.messages[message.sid] = message
-        if self.auto_progress or self.failing_numbers or to.startswith("whatsapp:"):
+        if self._doomed_next:
+            self._doomed[message.sid] = self._doomed_next.popleft()
+        if (
+            self.auto_progress
+            or self.failing_numbers
+            or message.sid in self._doomed
+            or to.startswith("whatsapp:")
+        ):
             task = asyncio.get_running_loop().create_task(self._auto(message.sid))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
