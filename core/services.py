@@ -112,11 +112,19 @@ class ImportResult:
     unchanged: tuple[str, ...] = ()
 
 
+# Typographic punctuation has plain GSM-7 stand-ins; anything else outside GSM-7 becomes "?".
+_GSM_STAND_INS = str.maketrans(
+    {"—": "-", "–": "-", "‐": "-", "“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "…": "..."}
+)
+
+
 def compose_sms(title: str, link: str) -> str:
     """A signature request in one GSM-7 segment when it can be: accents are transliterated
     (UCS-2 would cut a segment to 70 characters) and a long title is shortened."""
     plain = "".join(
-        ch for ch in unicodedata.normalize("NFKD", title) if not unicodedata.combining(ch)
+        ch
+        for ch in unicodedata.normalize("NFKD", title.translate(_GSM_STAND_INS))
+        if not unicodedata.combining(ch)
     )
     plain = "".join(ch if sms_segments(ch).encoding == "GSM-7" else "?" for ch in plain)
 

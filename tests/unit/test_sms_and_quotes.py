@@ -86,7 +86,7 @@ def test_an_extension_character_is_never_split_between_two_segments() -> None:
 
 def test_an_accented_title_is_transliterated_so_the_request_stays_gsm7_in_one_segment() -> None:
     text = compose_sms("Contrato de locação — São Paulo", LINK)
-    assert text == (f"Assinatura pendente: Contrato de locacao ? Sao Paulo. Assine em {LINK}")
+    assert text == (f"Assinatura pendente: Contrato de locacao - Sao Paulo. Assine em {LINK}")
     result = sms_segments(text)
     assert (result.encoding, result.segments) == ("GSM-7", 1)
 
@@ -149,3 +149,10 @@ def test_sms_costs_one_notification_credit_per_segment_of_the_actual_text(
 def test_the_default_sms_request_costs_one_credit() -> None:
     text = compose_sms("Contrato de locação", LINK)
     assert quote(Channel.SMS, text).cost == 1
+
+
+def test_typographic_dashes_and_quotes_become_their_plain_stand_ins_in_an_sms() -> None:
+    text = compose_sms("Contrato de locação — “Apto 42” … ‘fundos’", "https://x.example/a")
+    assert "Contrato de locacao - \"Apto 42\" ... 'fundos'" in text
+    assert "?" not in text
+    assert sms_segments(text).encoding == "GSM-7"
