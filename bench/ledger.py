@@ -15,18 +15,15 @@ import argparse
 import itertools
 import os
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from _databases import admin_url, temporary_postgres, temporary_sqlite
+from sqlalchemy import text
 
 from bot.bootstrap import App, bootstrap
 from bot.settings import Settings
@@ -34,9 +31,8 @@ from core.accounts import Role
 from core.clock import FixedClock
 from core.ledger import Pool, Reason
 from storage import migrate
-from storage.db import make_engine, normalize_url
+from storage.db import make_engine
 
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 FLOOR_SQL = text("UPDATE accounts SET credits = credits - 1 WHERE id = :id AND credits >= 1")
 
 
@@ -164,30 +160,6 @@ def measure(app: App, writers: int, accounts: int, n: int, repeat: int) -> tuple
     return max(lacre, key=lambda f: f.rate), max(bare, key=lambda f: f.rate)
 
 
-@contextmanager
-def temporary_sqlite() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="lacre-bench-") as directory:
-        yield f"sqlite:///{Path(directory) / 'bench.db'}"
-
-
-@contextmanager
-def temporary_postgres(admin_url: str) -> Iterator[str]:
-    admin = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
-    name = f"lacre_bench_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield (
-            make_url(normalize_url(admin_url))
-            .set(database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def report(title: str, lacre: Figures, bare: Figures) -> None:
     print(title)
     print(lacre.line())
@@ -204,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["sqlite", "postgres"], help="run one database")
     parser.add_argument(
         "--admin-url",
-        default=os.environ.get("TEST_DATABASE_URL", DEFAULT_ADMIN_URL),
+        default=admin_url(),
         help="PostgreSQL URL allowed to create and drop a database",
     )
     args = parser.parse_args(argv)

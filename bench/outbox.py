@@ -24,19 +24,15 @@ import itertools
 import os
 import socket
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import stamina
+from _databases import temporary_postgres, temporary_sqlite
 from aiosmtpd.controller import Controller
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from bot.bootstrap import App, SystemClock, bootstrap
 from bot.delivery.email import SmtpEmailSender
@@ -48,11 +44,10 @@ from core.accounts import Role
 from core.importing import parse_import
 from core.notifications import Channel, DeliveryStatus
 from storage import migrate
-from storage.db import make_engine, normalize_url
+from storage.db import make_engine
 from storage.outbox import SqlOutbox
 from storage.uow import SqlUnitOfWorkFactory
 
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SIGNERS_PER_ENVELOPE = 10
 _telegram_ids = itertools.count(10_000)
 
@@ -282,30 +277,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def temporary_sqlite() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="lacre-bench-") as directory:
-        yield f"sqlite:///{Path(directory) / 'bench.db'}"
-
-
-@contextmanager
-def temporary_postgres(admin_url: str) -> Iterator[str]:
-    admin = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
-    name = f"lacre_bench_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield (
-            make_url(normalize_url(admin_url))
-            .set(database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--n", type=int, default=300, help="SMS per measured run")
@@ -320,8 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             for line in asyncio.run(measure(url, args.n, "SQLite", args.rate)):
                 print(line)
     if args.only != "sqlite":
-        admin = os.environ.get("TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
-        with temporary_postgres(admin) as url:
+        with temporary_postgres() as url:
             for line in asyncio.run(measure(url, args.n, "PostgreSQL", args.rate)):
                 print(line)
     return 0

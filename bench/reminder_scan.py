@@ -26,19 +26,16 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, create_engine, insert, text
-from sqlalchemy.engine import make_url
+from _databases import temporary_postgres, temporary_sqlite
+from sqlalchemy import Engine, insert, text
 
 from core.envelopes import EnvelopeStatus
 from core.reminders import (
@@ -48,8 +45,7 @@ from core.reminders import (
     nudge_slots,
     plan_nudge,
 )
-from storage import migrate
-from storage.db import make_engine, normalize_url
+from storage.db import make_engine
 from storage.repositories import accounts as accounts_t
 from storage.repositories import envelopes as env_table
 from storage.repositories_scheduler import due_work_query, expiry_query, progress, sweep_query
@@ -57,7 +53,6 @@ from storage.repositories_scheduler import due_work_query, expiry_query, progres
 # The Telegram limits wrapper lives with the test support; the bench reuses it as is.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 SP = "America/Sao_Paulo"
@@ -73,31 +68,6 @@ MIX: list[tuple[str, float, tuple[float, float]]] = [
 
 
 # -- databases -----------------------------------------------------------------------------------
-@contextmanager
-def sqlite_database() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="lacre-bench-") as folder:
-        url = f"sqlite:///{Path(folder) / 'scan.db'}"
-        migrate.upgrade(url)
-        yield url
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    admin = normalize_url(os.environ.get("TEST_DATABASE_URL", DEFAULT_ADMIN_URL))
-    name = f"lacre_bench_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
-
-
 def envelopes(n: int, seed: int = 7) -> Iterator[tuple[Any, ...]]:
     rng = random.Random(seed)
     weights = [w for _, w, _ in MIX]
@@ -384,10 +354,10 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; now = {NOW:%Y-%m-%d %H:%M} UTC")
     if not args.skip_sqlite:
-        with sqlite_database() as url:
+        with temporary_sqlite("scan.db", migrated=True) as url:
             scan("SQLite", url, args.n, args.runs)
     if not args.skip_postgres:
-        with postgres_database() as url:
+        with temporary_postgres(migrated=True) as url:
             scan("PostgreSQL", url, args.n, args.runs)
     if not args.skip_pacer and args.nudges:
         busy = min(args.busy_chats, args.nudges // max(1, args.per_busy_chat))
