@@ -501,7 +501,7 @@ class Browse:
     def _visible(
         cls, uow: ChatsUnitOfWork, who: int | Linked, envelope_id: int
     ) -> tuple[User, Account, Envelope]:
-        """Invariant 7, as in Lacre._visible_envelope: someone else's is simply not found."""
+        """Invariant 7, as in Lacre.visible_envelope: someone else's is simply not found."""
         user, account = cls._user_account(uow, who)
         env = uow.listings.envelope(envelope_id)
         if env is None or not user.can_see(env.account_id, env.created_by):

@@ -13,7 +13,7 @@ from core.clock import Clock
 from core.envelopes import Envelope
 from core.errors import DomainError, InsufficientCredits, InvalidState, NotFound
 from core.ledger import Pool
-from core.notifications import Channel, quote
+from core.notifications import Channel
 from core.ports import UnitOfWork
 from core.services import Lacre, SealQuote, SealResult, SendQuote, SendResult
 
@@ -126,7 +126,7 @@ class Confirmations:
         """Quote the seal; refuse at once what the seal itself would refuse."""
         now = self.clock.now()
         with self.uow() as uow:
-            _user, env = Lacre._visible_envelope(uow, user_id, envelope_id)
+            _user, env = Lacre.visible_envelope(uow, user_id, envelope_id)
             _trial(env).seal(now)  # a dry run: raises the InvalidState the seal would
             quote = SealQuote(
                 envelope_id, self.lacre.seal_lines(env), uow.ledger.balances(env.account_id).credits
@@ -150,7 +150,7 @@ class Confirmations:
             raise ValueError(f"{action} is not a transition")
         now = self.clock.now()
         with self.uow() as uow:
-            _user, env = Lacre._visible_envelope(uow, user_id, envelope_id)
+            _user, env = Lacre.visible_envelope(uow, user_id, envelope_id)
             trial = _trial(env)
             if action is Action.BLOCK:
                 trial.block(now)
@@ -168,19 +168,12 @@ class Confirmations:
         if not channel.is_paid:
             raise ValueError("e-mail is free and needs no confirmation")
         now = self.clock.now()
-        # One transaction for the quote and the stored confirmation (Lacre.quote_send's checks,
-        # without loading the envelope and the user a second time).
+        # One transaction for the quote and the stored confirmation.
         with self.uow() as uow:
-            _user, env = Lacre._visible_envelope(uow, user_id, envelope_id)
+            _user, env = Lacre.visible_envelope(uow, user_id, envelope_id)
+            send_quote = self.lacre.send_quote_in(uow, env, signer_id, channel, now)
+            priced, balance = send_quote.quote, send_quote.balance_before
             signer = env.signer(signer_id)
-            problem = self.lacre.channel_problem(uow, env, signer, channel, now)
-            if problem is not None:
-                raise problem
-            priced = quote(channel, self.lacre.sms_text(env) if channel is Channel.SMS else "")
-            balance = uow.ledger.balances(env.account_id).notification_credits
-            send_quote = SendQuote(
-                envelope_id, signer_id, priced, self.lacre._destination(signer, channel), balance
-            )
             if send_quote.balance_after < 0:
                 raise InsufficientCredits(
                     "not enough notification credits",

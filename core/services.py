@@ -352,11 +352,11 @@ class Lacre:
     # -- envelopes ---------------------------------------------------------------------------
     def envelope(self, user_id: int, envelope_id: int) -> Envelope:
         with self.uow(write=False) as uow:
-            return self._visible_envelope(uow, user_id, envelope_id)[1]
+            return self.visible_envelope(uow, user_id, envelope_id)[1]
 
     def quote_seal(self, user_id: int, envelope_id: int) -> SealQuote:
         with self.uow(write=False) as uow:
-            _user, env = self._visible_envelope(uow, user_id, envelope_id)
+            _user, env = self.visible_envelope(uow, user_id, envelope_id)
             balance = uow.ledger.balances(env.account_id).credits
             return SealQuote(envelope_id, self.seal_lines(env), balance)
 
@@ -378,12 +378,12 @@ class Lacre:
         """Charge the seal exactly once, move to pendente, queue the free e-mail requests."""
         now = self.clock.now()
         with self.uow() as uow:
-            user, env = self._visible_envelope(uow, user_id, envelope_id)
+            user, env = self.visible_envelope(uow, user_id, envelope_id)
             key = f"seal:{envelope_id}"
-            free_and_done = env.sealed_at is not None and not self.seal_lines(env)
+            lines = self.seal_lines(env)
+            free_and_done = env.sealed_at is not None and not lines
             if free_and_done or uow.ledger.by_key(key) is not None:
                 return SealResult(envelope_id, 0, True, uow.ledger.balances(env.account_id).credits)
-            lines = self.seal_lines(env)
             total = sum(line.credits for line in lines)
             if expected_total is not None and expected_total != total:
                 raise QuoteChanged("the seal price changed", before=expected_total, now=total)
@@ -432,7 +432,7 @@ class Lacre:
     def _transition(self, user_id: int, envelope_id: int, action: str) -> Envelope:
         now = self.clock.now()
         with self.uow() as uow:
-            user, env = self._visible_envelope(uow, user_id, envelope_id)
+            user, env = self.visible_envelope(uow, user_id, envelope_id)
             if action == "block":
                 env.block(now)
             elif action == "unblock":
@@ -534,14 +534,21 @@ class Lacre:
     ) -> SendQuote:
         now = self.clock.now()
         with self.uow(write=False) as uow:
-            _user, env = self._visible_envelope(uow, user_id, envelope_id)
-            signer = env.signer(signer_id)
-            problem = self.channel_problem(uow, env, signer, channel, now)
-            if problem is not None:
-                raise problem
-            q = quote(channel, self.sms_text(env) if channel is Channel.SMS else "")
-            balance = uow.ledger.balances(env.account_id).notification_credits
-            return SendQuote(envelope_id, signer_id, q, self._destination(signer, channel), balance)
+            _user, env = self.visible_envelope(uow, user_id, envelope_id)
+            return self.send_quote_in(uow, env, signer_id, channel, now)
+
+    def send_quote_in(
+        self, uow: UnitOfWork, env: Envelope, signer_id: int, channel: Channel, now: datetime
+    ) -> SendQuote:
+        """Inside a unit of work: refuse what cannot be sent now, else price the send."""
+        signer = env.signer(signer_id)
+        problem = self.channel_problem(uow, env, signer, channel, now)
+        if problem is not None:
+            raise problem
+        q = quote(channel, self.sms_text(env) if channel is Channel.SMS else "")
+        balance = uow.ledger.balances(env.account_id).notification_credits
+        assert env.id is not None
+        return SendQuote(env.id, signer_id, q, self._destination(signer, channel), balance)
 
     def request_send(
         self,
@@ -556,7 +563,7 @@ class Lacre:
         """Charge the channel's cost and queue the send in one transaction, once per key."""
         now = self.clock.now()
         with self.uow() as uow:
-            user, env = self._visible_envelope(uow, user_id, envelope_id)
+            user, env = self.visible_envelope(uow, user_id, envelope_id)
             # Scoped by account: another account's key must neither block nor reveal this send.
             key = f"send:{env.account_id}:{idempotency_key}"
             existing = uow.notifications.by_key(key)
@@ -572,11 +579,8 @@ class Lacre:
                 return SendResult(
                     existing, True, uow.ledger.balances(env.account_id).notification_credits
                 )
-            signer = env.signer(signer_id)
-            problem = self.channel_problem(uow, env, signer, channel, now)
-            if problem is not None:
-                raise problem
-            q = quote(channel, self.sms_text(env) if channel is Channel.SMS else "")
+            priced = self.send_quote_in(uow, env, signer_id, channel, now)
+            q = priced.quote
             if expected_cost is not None and expected_cost != q.cost:
                 raise QuoteChanged("the price changed", before=expected_cost, now=q.cost)
             if channel.is_paid:
@@ -592,7 +596,7 @@ class Lacre:
                     signer_id,
                     channel,
                     Kind.RESEND,
-                    self._destination(signer, channel),
+                    priced.destination,
                     q.cost,
                     q.segments,
                     q.text,
@@ -633,7 +637,7 @@ class Lacre:
         """Free e-mail to every pending signer whose turn it is (cooldown respected)."""
         now = self.clock.now()
         with self.uow() as uow:
-            user, env = self._visible_envelope(uow, user_id, envelope_id)
+            user, env = self.visible_envelope(uow, user_id, envelope_id)
             prefix = f"resend-all:{env.account_id}:{idempotency_key}"
             # The same tap again (a retry, a double tap) answers with what it queued first.
             done = [n for s in env.signers if (n := uow.notifications.by_key(f"{prefix}:{s.id}"))]
@@ -724,7 +728,7 @@ class Lacre:
         return account
 
     @staticmethod
-    def _visible_envelope(uow: UnitOfWork, user_id: int, envelope_id: int) -> tuple[User, Envelope]:
+    def visible_envelope(uow: UnitOfWork, user_id: int, envelope_id: int) -> tuple[User, Envelope]:
         """Invariant 7: someone else's envelope is simply not found."""
         user = uow.users.get(user_id)
         if user is None or user.telegram_user_id is None:
