@@ -64,6 +64,10 @@ def _sqlite_engine(url: str, echo: bool, pool_size: int) -> Engine:
     def _on_begin(conn: Connection) -> None:
         # Writers take the lock up front: two deferred writers could both read a balance.
         write = conn.get_execution_options().get(WRITE_OPTION, True)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # On the driver's connection: through `exec_driver_sql` this one word cost as much as
+        # the read that follows it (about 25 µs against 1 µs).
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine

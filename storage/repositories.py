@@ -32,6 +32,7 @@ from core.ledger import Balances, EntryDraft, LedgerEntry, Pool, Reason
 from core.linking import LinkToken
 from core.notifications import Channel, DeliveryStatus, Kind, Notification, may_move
 from core.ports import EnvelopeQuery, NotificationDraft
+from storage.prepared import Prepared
 from storage.tables import (
     AccountRow,
     DocumentRow,
@@ -84,9 +85,9 @@ class _Repo:
 
 
 # Look-ups every use case makes, built once (see _IGNORING_DUPLICATES).
-_ACCOUNT_BY_ID = select(accounts).where(accounts.c.id == bindparam("account_id"))
-_USER_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
-_USER_BY_TELEGRAM = select(users).where(users.c.telegram_user_id == bindparam("tg"))
+_ACCOUNT_BY_ID = Prepared(select(accounts).where(accounts.c.id == bindparam("account_id")))
+_USER_BY_ID = Prepared(select(users).where(users.c.id == bindparam("user_id")))
+_USER_BY_TELEGRAM = Prepared(select(users).where(users.c.telegram_user_id == bindparam("tg")))
 _SET_TELEGRAM = (
     update(users).where(users.c.id == bindparam("b_id")).values(telegram_user_id=bindparam("b_tg"))
 )
@@ -125,7 +126,7 @@ class SqlAccountRepository(_Repo):
         return account
 
     def get(self, account_id: int) -> Account | None:
-        row = self.conn.execute(_ACCOUNT_BY_ID, {"account_id": account_id}).first()
+        row = _ACCOUNT_BY_ID.first(self.conn, {"account_id": account_id})
         return _account(row) if row else None
 
     def list_all(self) -> list[Account]:
@@ -181,11 +182,11 @@ class SqlUserRepository(_Repo):
         return user
 
     def get(self, user_id: int) -> User | None:
-        row = self.conn.execute(_USER_BY_ID, {"user_id": user_id}).first()
+        row = _USER_BY_ID.first(self.conn, {"user_id": user_id})
         return _user(row) if row else None
 
     def by_telegram(self, telegram_user_id: int) -> User | None:
-        row = self.conn.execute(_USER_BY_TELEGRAM, {"tg": telegram_user_id}).first()
+        row = _USER_BY_TELEGRAM.first(self.conn, {"tg": telegram_user_id})
         return _user(row) if row else None
 
     def set_telegram(self, user_id: int, telegram_user_id: int | None) -> None:
@@ -242,14 +243,14 @@ class SqlLinkTokenRepository(_Repo):
 
 
 _e = envelopes.c
-_ENVELOPE_BY_ID = select(envelopes).where(_e.id == bindparam("envelope_id"))
-_ENVELOPE_BY_ACCOUNT_REF = select(envelopes).where(
-    _e.account_id == bindparam("account_id"), _e.ref == bindparam("ref")
+_ENVELOPE_BY_ID = Prepared(select(envelopes).where(_e.id == bindparam("envelope_id")))
+_ENVELOPE_BY_ACCOUNT_REF = Prepared(
+    select(envelopes).where(_e.account_id == bindparam("account_id"), _e.ref == bindparam("ref"))
 )
-_ENVELOPES_BY_REF = select(envelopes).where(_e.ref == bindparam("ref"))
+_ENVELOPES_BY_REF = Prepared(select(envelopes).where(_e.ref == bindparam("ref")))
 _ENVELOPES_BY_IDS = select(envelopes).where(_e.id.in_(bindparam("ids", expanding=True)))
 _d, _s = documents.c, signers.c
-_DOCUMENTS_OF = (
+_DOCUMENTS_OF = Prepared(
     select(_d.envelope_id, _d.name, _d.pages)
     .where(_d.envelope_id == bindparam("envelope_id"))
     .order_by(_d.position)
@@ -259,7 +260,7 @@ _DOCUMENTS_OF_MANY = (
     .where(_d.envelope_id.in_(bindparam("ids", expanding=True)))
     .order_by(_d.envelope_id, _d.position)
 )
-_SIGNERS_OF = (
+_SIGNERS_OF = Prepared(
     select(signers).where(_s.envelope_id == bindparam("envelope_id")).order_by(_s.position)
 )
 _SIGNERS_OF_MANY = (
@@ -296,12 +297,14 @@ _QueryShape = tuple[tuple[EnvelopeStatus, ...], bool, bool, bool, bool]
 _IDS_BY_SHAPE: dict[tuple[_QueryShape, bool], Any] = {}
 _COUNT_BY_SHAPE: dict[_QueryShape, Any] = {}
 _COUNT_BY_STATUS = {
-    by_creator: select(_e.status, func.count())
-    .where(
-        _e.account_id == bindparam("account_id"),
-        *([_e.created_by == bindparam("created_by")] if by_creator else []),
+    by_creator: Prepared(
+        select(_e.status, func.count().label("n"))
+        .where(
+            _e.account_id == bindparam("account_id"),
+            *([_e.created_by == bindparam("created_by")] if by_creator else []),
+        )
+        .group_by(_e.status)
     )
-    .group_by(_e.status)
     for by_creator in (False, True)
 }
 
@@ -437,9 +440,8 @@ class SqlEnvelopeRepository(_Repo):
         return int(self.conn.execute(stmt, _query_params(q, term)).scalar_one())
 
     def count_by_status(self, account_id: int, created_by: int | None) -> dict[str, int]:
-        rows = self.conn.execute(
-            _COUNT_BY_STATUS[created_by is not None],
-            {"account_id": account_id, "created_by": created_by},
+        rows = _COUNT_BY_STATUS[created_by is not None].all(
+            self.conn, {"account_id": account_id, "created_by": created_by}
         )
         return {status: int(n) for status, n in rows}
 
@@ -504,24 +506,28 @@ class SqlEnvelopeRepository(_Repo):
             else:
                 self.conn.execute(update(signers).where(signers.c.id == s.id).values(**values))
 
-    def _load(self, stmt: Any, params: dict[str, Any]) -> list[Envelope]:
-        rows = self.conn.execute(stmt, params).all()
+    def _load(self, stmt: Prepared | Any, params: dict[str, Any]) -> list[Envelope]:
+        rows = (
+            stmt.all(self.conn, params)
+            if isinstance(stmt, Prepared)
+            else self.conn.execute(stmt, params).all()
+        )
         if not rows:
             return []
+        # One envelope (every tap of the bot) takes the prepared `=` statements, not IN lists.
+        if len(rows) == 1:
+            one = {"envelope_id": rows[0].id}
+            documents_of: Any = _DOCUMENTS_OF.all(self.conn, one)
+            signers_of: Any = _SIGNERS_OF.all(self.conn, one)
+        else:
+            many = {"ids": [r.id for r in rows]}
+            documents_of = self.conn.execute(_DOCUMENTS_OF_MANY, many)
+            signers_of = self.conn.execute(_SIGNERS_OF_MANY, many)
         docs: dict[int, list[Document]] = defaultdict(list)
         sigs: dict[int, list[Signer]] = defaultdict(list)
-        # One envelope (every tap of the bot) takes the `=` statements, not an IN list.
-        if len(rows) == 1:
-            children: tuple[Any, Any, dict[str, Any]] = (
-                _DOCUMENTS_OF,
-                _SIGNERS_OF,
-                {"envelope_id": rows[0].id},
-            )
-        else:
-            children = (_DOCUMENTS_OF_MANY, _SIGNERS_OF_MANY, {"ids": [r.id for r in rows]})
-        for d in self.conn.execute(children[0], children[2]):
+        for d in documents_of:
             docs[d.envelope_id].append(Document(d.name, d.pages))
-        for s in self.conn.execute(children[1], children[2]):
+        for s in signers_of:
             sigs[s.envelope_id].append(signer_from_row(s))
         return [envelope_from_row(r, docs[r.id], sigs[r.id]) for r in rows]
 
@@ -569,9 +575,11 @@ def _balance_updates(conditional: bool) -> dict[Pool, Any]:
 
 _DEBIT = _balance_updates(conditional=True)
 _CREDIT = _balance_updates(conditional=False)  # executed with a negated amount
-_ENTRY_BY_KEY = select(ledger).where(ledger.c.idempotency_key == bindparam("key"))
-_BALANCES = select(accounts.c.credits, accounts.c.notification_credits).where(
-    accounts.c.id == bindparam("account_id")
+_ENTRY_BY_KEY = Prepared(select(ledger).where(ledger.c.idempotency_key == bindparam("key")))
+_BALANCES = Prepared(
+    select(accounts.c.credits, accounts.c.notification_credits).where(
+        accounts.c.id == bindparam("account_id")
+    )
 )
 _HISTORY = (
     select(ledger)
@@ -614,11 +622,13 @@ class SqlLedgerRepository(_Repo):
         self.conn.execute(_CREDIT[pool], {"account": account_id, "amount": -amount})
 
     def by_key(self, idempotency_key: str) -> LedgerEntry | None:
-        row = self.conn.execute(_ENTRY_BY_KEY, {"key": idempotency_key}).first()
+        row = _ENTRY_BY_KEY.first(self.conn, {"key": idempotency_key})
         return _entry(row) if row else None
 
     def balances(self, account_id: int) -> Balances:
-        row = self.conn.execute(_BALANCES, {"account_id": account_id}).one()
+        row = _BALANCES.first(self.conn, {"account_id": account_id})
+        if row is None:
+            raise LookupError(f"account {account_id} not found")
         return Balances(row.credits, row.notification_credits)
 
     def history(self, account_id: int, limit: int, offset: int) -> list[LedgerEntry]:
@@ -653,12 +663,14 @@ def _predecessors(new: DeliveryStatus) -> list[str]:
 
 _n = notifications.c
 _NOTIFICATION_BY_ID = select(notifications).where(_n.id == bindparam("notification_id"))
-_NOTIFICATION_BY_KEY = select(notifications).where(_n.idempotency_key == bindparam("key"))
-_LAST_REQUESTED = select(func.max(_n.created_at)).where(
-    _n.signer_id == bindparam("signer_id"), _n.channel == bindparam("channel")
+_NOTIFICATION_BY_KEY = Prepared(select(notifications).where(_n.idempotency_key == bindparam("key")))
+_LAST_REQUESTED = Prepared(
+    select(func.max(_n.created_at).label("last")).where(
+        _n.signer_id == bindparam("signer_id"), _n.channel == bindparam("channel")
+    )
 )
-_PAID_SINCE = (
-    select(func.count())
+_PAID_SINCE = Prepared(
+    select(func.count().label("n"))
     .select_from(notifications)
     .where(
         _n.account_id == bindparam("account_id"), _n.created_at >= bindparam("since"), _n.cost > 0
@@ -728,19 +740,17 @@ class SqlNotificationRepository(_Repo):
         return notification_from_row(row) if row else None
 
     def by_key(self, idempotency_key: str) -> Notification | None:
-        row = self.conn.execute(_NOTIFICATION_BY_KEY, {"key": idempotency_key}).first()
+        row = _NOTIFICATION_BY_KEY.first(self.conn, {"key": idempotency_key})
         return notification_from_row(row) if row else None
 
     def last_requested_at(self, signer_id: int, channel: Channel) -> datetime | None:
-        value = self.conn.execute(
-            _LAST_REQUESTED, {"signer_id": signer_id, "channel": channel.value}
-        ).scalar()
+        row = _LAST_REQUESTED.first(self.conn, {"signer_id": signer_id, "channel": channel.value})
+        value = None if row is None else row.last
         return value if value is None else _aware(value)
 
     def paid_since(self, account_id: int, since: datetime) -> int:
-        return int(
-            self.conn.execute(_PAID_SINCE, {"account_id": account_id, "since": since}).scalar_one()
-        )
+        row = _PAID_SINCE.first(self.conn, {"account_id": account_id, "since": since})
+        return int(row.n) if row is not None else 0
 
     def set_status(
         self,

@@ -18,6 +18,7 @@ from core.confirmations import Action, Confirmation
 from core.envelopes import Envelope, EnvelopeStatus
 from core.notifications import Channel, DeliveryStatus
 from core.ports import EnvelopeQuery
+from storage.prepared import Prepared
 from storage.repositories import (
     SqlEnvelopeRepository,
     accounts,
@@ -36,7 +37,7 @@ chats = TelegramChatRow.__table__  # type: ignore[attr-defined]
 
 _c = confirmations.c
 _ADD_CONFIRMATION = insert(confirmations)
-_GET_CONFIRMATION = select(confirmations).where(_c.nonce == bindparam("nonce"))
+_GET_CONFIRMATION = Prepared(select(confirmations).where(_c.nonce == bindparam("nonce")))
 _USE_CONFIRMATION = (
     update(confirmations)
     .where(
@@ -73,7 +74,7 @@ class SqlConfirmationRepository:
         )
 
     def get(self, nonce: str) -> Confirmation | None:
-        r = self.conn.execute(_GET_CONFIRMATION, {"nonce": nonce}).first()
+        r = _GET_CONFIRMATION.first(self.conn, {"nonce": nonce})
         if r is None:
             return None
         return Confirmation(
@@ -98,7 +99,7 @@ class SqlConfirmationRepository:
         return bool(result.rowcount == 1)
 
 
-_GET_CHAT = select(chats).where(chats.c.telegram_user_id == bindparam("tg"))
+_GET_CHAT = Prepared(select(chats).where(chats.c.telegram_user_id == bindparam("tg")))
 _BLOCK = (
     update(chats)
     .where(chats.c.telegram_user_id == bindparam("b_tg"), chats.c.blocked_at.is_(None))
@@ -120,7 +121,7 @@ class SqlChatRepository:
         self.conn = conn
 
     def get(self, telegram_user_id: int) -> ChatState | None:
-        r = self.conn.execute(_GET_CHAT, {"tg": telegram_user_id}).first()
+        r = _GET_CHAT.first(self.conn, {"tg": telegram_user_id})
         return _chat(r) if r is not None else None
 
     def set_language(self, telegram_user_id: int, language: str, now: datetime) -> None:
@@ -165,29 +166,31 @@ def _user_account_query() -> Select[Any]:
     ).join_from(users, accounts, a.id == users.c.account_id)
 
 
-_USER_ACCOUNT = _user_account_query().where(users.c.id == bindparam("user_id"))
-_VIEWER = (
+_USER_ACCOUNT = Prepared(_user_account_query().where(users.c.id == bindparam("user_id")))
+_VIEWER = Prepared(
     _user_account_query()
     .add_columns(chats.c.language.label("chat_language"), chats.c.blocked_at, chats.c.search)
     .join(chats, chats.c.telegram_user_id == users.c.telegram_user_id, isouter=True)
     .where(users.c.telegram_user_id == bindparam("tg"))
 )
 _e = envelopes.c
-_ABOUT = select(
-    _e.id,
-    _e.ref,
-    _e.title,
-    _e.status,
-    _e.expires_at,
-    select(signers.c.name)
-    .where(signers.c.id == bindparam("signer_id"), signers.c.envelope_id == _e.id)
-    .scalar_subquery()
-    .label("signer_name"),
-).where(_e.id == bindparam("envelope_id"))
+_ABOUT = Prepared(
+    select(
+        _e.id,
+        _e.ref,
+        _e.title,
+        _e.status,
+        _e.expires_at,
+        select(signers.c.name)
+        .where(signers.c.id == bindparam("signer_id"), signers.c.envelope_id == _e.id)
+        .scalar_subquery()
+        .label("signer_name"),
+    ).where(_e.id == bindparam("envelope_id"))
+)
 
 
 _n = notifications.c
-_NOTICES = (
+_NOTICES = Prepared(
     select(
         _n.signer_id,
         _n.channel,
@@ -224,7 +227,7 @@ def _account_of(r: Any) -> Account:
 
 
 _SummaryKey = tuple[tuple[EnvelopeStatus, ...], bool, bool, bool, bool, bool]
-_SUMMARIES: dict[_SummaryKey, Select[Any]] = {}
+_SUMMARIES: dict[_SummaryKey, Prepared] = {}
 
 
 def _summaries_statement(key: _SummaryKey) -> Select[Any]:
@@ -266,7 +269,7 @@ class SqlListingRepository:
         )
         stmt = _SUMMARIES.get(key)
         if stmt is None:
-            stmt = _SUMMARIES[key] = _summaries_statement(key)
+            stmt = _SUMMARIES[key] = Prepared(_summaries_statement(key))
         escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         params = {
             "account_id": q.account_id,
@@ -277,18 +280,18 @@ class SqlListingRepository:
             "limit": q.limit,
             "offset": q.offset,
         }
-        rows = self.conn.execute(stmt, params)
+        rows = stmt.all(self.conn, params)
         return [
             EnvelopeSummary(r.id, r.ref, r.title, EnvelopeStatus(r.status), r.expires_at)
             for r in rows
         ]
 
     def user_account(self, user_id: int) -> tuple[User, Account] | None:
-        row = self.conn.execute(_USER_ACCOUNT, {"user_id": user_id}).first()
+        row = _USER_ACCOUNT.first(self.conn, {"user_id": user_id})
         return None if row is None else (_user_of(row), _account_of(row))
 
     def about(self, envelope_id: int, signer_id: int | None) -> tuple[EnvelopeSummary, str] | None:
-        r = self.conn.execute(_ABOUT, {"envelope_id": envelope_id, "signer_id": signer_id}).first()
+        r = _ABOUT.first(self.conn, {"envelope_id": envelope_id, "signer_id": signer_id})
         if r is None:
             return None
         summary = EnvelopeSummary(r.id, r.ref, r.title, EnvelopeStatus(r.status), r.expires_at)
@@ -301,7 +304,7 @@ class SqlListingRepository:
     def notices(self, envelope_id: int) -> dict[int, SignerNotice]:
         """The latest notification per signer, and whether a failed paid one was refunded."""
         latest: dict[int, SignerNotice] = {}
-        for n in self.conn.execute(_NOTICES, {"envelope_id": envelope_id}):
+        for n in _NOTICES.all(self.conn, {"envelope_id": envelope_id}):
             latest[n.signer_id] = SignerNotice(  # ordered by id: the last one wins
                 Channel(n.channel),
                 DeliveryStatus(n.status),
@@ -311,9 +314,9 @@ class SqlListingRepository:
 
     def viewer(self, telegram_user_id: int) -> tuple[User | None, Account | None, ChatState | None]:
         """The linked user and account (if any) and the chat state, in one statement."""
-        row = self.conn.execute(_VIEWER, {"tg": telegram_user_id}).first()
+        row = _VIEWER.first(self.conn, {"tg": telegram_user_id})
         if row is None:
-            found = self.conn.execute(_GET_CHAT, {"tg": telegram_user_id}).first()
+            found = _GET_CHAT.first(self.conn, {"tg": telegram_user_id})
             return None, None, _chat(found) if found else None
         chat = (
             None  # no chat row yet
