@@ -12,7 +12,7 @@ import html
 import string
 from contextvars import ContextVar
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -75,15 +75,25 @@ def t(key: str, language: str | None = None, /, **values: object) -> str:
     """
     lang = language or current_language.get()
     template = catalog(lang).get(key) or catalog(DEFAULT_LANGUAGE).get(key) or key
-    safe = {
-        name: value if isinstance(value, Raw) else html.escape(str(value), quote=False)
-        for name, value in values.items()
-    }
-    return template.format(**safe)
+    if not values:
+        # Most labels and words have no placeholder; only braces need `format` ("{{" is "{").
+        return template.format() if "{" in template or "}" in template else template
+    # `values` is this call's own dict: escaping in place spares building a second one, and
+    # `format_map` spares unpacking it again (templates have named fields only).
+    for name, value in values.items():
+        if not isinstance(value, Raw):
+            values[name] = html.escape(str(value), quote=False)
+    return template.format_map(values)
 
 
 def babel_locale(language: str | None = None) -> Locale:
-    return Locale.parse((language or current_language.get()).replace("-", "_"))
+    return _babel_locale(language or current_language.get())
+
+
+@lru_cache(maxsize=8)
+def _babel_locale(language: str) -> Locale:
+    # `Locale.parse` took a third of every number's formatting; we speak three languages.
+    return Locale.parse(language.replace("-", "_"))
 
 
 def number(value: int | float, language: str | None = None) -> str:

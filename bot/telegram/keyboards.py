@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, TelegramObject
 
 from bot.i18n import Raw, current_language, t
 from bot.telegram import callbacks as cb
@@ -17,7 +17,6 @@ from core.browse import (
     CardAction,
     EnvelopeCard,
     EnvelopePage,
-    EnvelopeSummary,
     HistoryPage,
     PlansView,
     ResendChoice,
@@ -38,7 +37,12 @@ TAB_ORDER = (
 
 def label(key: str, /, **values: object) -> str:
     """A button label: plain text, so values are not HTML-escaped."""
-    return _label(current_language.get(), key, tuple((n, str(v)) for n, v in values.items()))
+    return label_in(current_language.get(), key, **values)
+
+
+def label_in(language: str, key: str, /, **values: object) -> str:
+    """`label` in a given language, for keyboards cached per language."""
+    return _label(language, key, tuple((n, str(v)) for n, v in values.items()))
 
 
 @lru_cache(maxsize=16384)
@@ -55,8 +59,8 @@ class _Button(InlineKeyboardButton):
 
     def __init__(self, text: str, callback_data: str) -> None:
         super().__init__(text, callback_data=callback_data)
-        with self._unfrozen():
-            self._wire = {"text": text, "callback_data": callback_data}
+        # A frozen TelegramObject still takes attributes whose name starts with "_".
+        self._wire = {"text": text, "callback_data": callback_data}
 
     def to_dict(self, recursive: bool = True) -> dict[str, Any]:
         return dict(self._wire)
@@ -66,6 +70,15 @@ class _Keyboard(InlineKeyboardMarkup):
     """An inline keyboard whose wire form is built from its buttons' own (cached) forms."""
 
     __slots__ = ()
+
+    def __init__(self, rows: tuple[tuple[InlineKeyboardButton, ...], ...]) -> None:
+        # The parent's body without its type check, which costs an ABC isinstance per row and
+        # per button: `markup` builds these tuples of buttons itself. A unit test holds this
+        # to the parent's attributes, equality and hash.
+        TelegramObject.__init__(self)
+        self.inline_keyboard = rows
+        self._id_attrs = (rows,)
+        self._freeze()
 
     def to_dict(self, recursive: bool = True) -> dict[str, Any]:
         return {"inline_keyboard": [[b.to_dict() for b in row] for row in self.inline_keyboard]}
@@ -79,65 +92,101 @@ def button(text: str, target: cb.Button) -> InlineKeyboardButton:
 
 def markup(rows: Sequence[Sequence[InlineKeyboardButton]]) -> InlineKeyboardMarkup | None:
     """None when there is no button: Telegram refuses an empty inline keyboard."""
-    kept = [list(row) for row in rows if row]
+    kept = tuple(tuple(row) for row in rows if row)
     return _Keyboard(kept) if kept else None
 
 
-def _pager(page: int, pages: int, to: Callable[[int], cb.Button]) -> list[InlineKeyboardButton]:
+def _pager(
+    language: str, page: int, pages: int, to: Callable[[int], cb.Button]
+) -> list[InlineKeyboardButton]:
     row: list[InlineKeyboardButton] = []
     if page > 0:
-        row.append(button(label("kb.previous"), to(page - 1)))
+        row.append(button(label_in(language, "kb.previous"), to(page - 1)))
     if page + 1 < pages:
-        row.append(button(label("kb.next"), to(page + 1)))
+        row.append(button(label_in(language, "kb.next"), to(page + 1)))
     return row
 
 
 def envelope_list(view: EnvelopePage) -> InlineKeyboardMarkup | None:
     """One button per envelope, the tabs with counts, paging and search."""
-    rows: list[list[InlineKeyboardButton]] = [
-        [button(label("kb.envelope_item", title=_short(env.title, 40), ref=env.ref), _open(env))]
-        for env in view.items
+    language = current_language.get()
+    rows: list[Sequence[InlineKeyboardButton]] = [
+        (_item(language, env.id, env.title, env.ref),) for env in view.items
     ]
-    rows.append(_pager(view.page, view.pages, lambda p: cb.ListPage(view.tab, p)))
-    tabs = [
-        button(
-            label(
-                "kb.tab_active" if tab is view.tab else "kb.tab",
-                name=t(f"tab.{tab.value}"),
-                count=view.counts.get(tab, 0),
-            ),
-            cb.ListPage(tab, 0),
-        )
-        for tab in TAB_ORDER
-    ]
-    rows.extend([tabs[0:2], tabs[2:4], tabs[4:6]])
-    rows.append([button(label("kb.search"), cb.StartSearch())])
+    # Counts as text: the labels show them so, and 1 and True must not share an entry.
+    counts = tuple(str(view.counts.get(tab, 0)) for tab in TAB_ORDER)
+    rows += _list_tail(language, view.tab, view.page, view.pages, counts)
     return markup(rows)
 
 
-def _open(env: EnvelopeSummary) -> cb.Button:
-    return cb.OpenEnvelope(env.id)
+@lru_cache(maxsize=4096)
+def _item(language: str, envelope_id: int, title: str, ref: str) -> InlineKeyboardButton:
+    # One lookup instead of a label, a callback target and a button lookup per envelope.
+    text = label_in(language, "kb.envelope_item", title=_short(title, 40), ref=ref)
+    return button(text, cb.OpenEnvelope(envelope_id))
+
+
+@lru_cache(maxsize=1024)
+def _list_tail(
+    language: str, active: Tab, page: int, pages: int, counts: tuple[str, ...]
+) -> tuple[Sequence[InlineKeyboardButton], ...]:
+    """Pager, tabs with counts and search: the same few rows under every page of a tab."""
+    tabs = [
+        button(
+            label_in(
+                language,
+                "kb.tab_active" if tab is active else "kb.tab",
+                name=t(f"tab.{tab.value}", language),
+                count=count,
+            ),
+            cb.ListPage(tab, 0),
+        )
+        for tab, count in zip(TAB_ORDER, counts, strict=True)
+    ]
+    pager = _pager(language, page, pages, lambda p: cb.ListPage(active, p))
+    search = button(label_in(language, "kb.search"), cb.StartSearch())
+    return (tuple(pager), tuple(tabs[0:2]), tuple(tabs[2:4]), tuple(tabs[4:6]), (search,))
 
 
 def envelope_card(card: EnvelopeCard) -> InlineKeyboardMarkup | None:
     env = card.envelope
     assert env.id is not None
-    labels = {
-        CardAction.SEAL: label("kb.seal", credits=amount(card.seal_credits, Pool.CREDITS)),
-        CardAction.RESEND: label("kb.resend"),
-        CardAction.BLOCK: label("kb.block"),
-        CardAction.UNBLOCK: label("kb.unblock"),
-        CardAction.CANCEL: label("kb.cancel_envelope"),
-    }
-    actions = [button(labels[a], cb.EnvelopeAction(env.id, a)) for a in card.actions]
+    cost = amount(card.seal_credits, Pool.CREDITS) if CardAction.SEAL in card.actions else ""
     back_tab = STATUS_TAB.get(env.status, Tab.PENDENTES)
+    return _card(current_language.get(), env.id, card.actions, cost, back_tab)
+
+
+@lru_cache(maxsize=2048)
+def _card(
+    language: str,
+    envelope_id: int,
+    actions: tuple[CardAction, ...],
+    seal_cost: str,
+    back_tab: Tab,
+) -> InlineKeyboardMarkup | None:
+    """A card's buttons depend on nothing else; refreshes and "back" show the same ones."""
+
+    def text(action: CardAction) -> str:
+        match action:
+            case CardAction.SEAL:
+                return label_in(language, "kb.seal", credits=seal_cost)
+            case CardAction.RESEND:
+                return label_in(language, "kb.resend")
+            case CardAction.BLOCK:
+                return label_in(language, "kb.block")
+            case CardAction.UNBLOCK:
+                return label_in(language, "kb.unblock")
+            case CardAction.CANCEL:
+                return label_in(language, "kb.cancel_envelope")
+
+    buttons = [button(text(a), cb.EnvelopeAction(envelope_id, a)) for a in actions]
     return markup(
         [
-            actions[:2],
-            actions[2:],
+            buttons[:2],
+            buttons[2:],
             [
-                button(label("kb.refresh"), cb.OpenEnvelope(env.id)),
-                button(label("kb.back"), cb.ListPage(back_tab, 0)),
+                button(label_in(language, "kb.refresh"), cb.OpenEnvelope(envelope_id)),
+                button(label_in(language, "kb.back"), cb.ListPage(back_tab, 0)),
             ],
         ]
     )
@@ -216,7 +265,7 @@ def plans(view: PlansView, url_template: str) -> InlineKeyboardMarkup | None:
 
 
 def history(view: HistoryPage) -> InlineKeyboardMarkup | None:
-    return markup([_pager(view.page, view.pages, cb.HistoryPage)])
+    return markup([_pager(current_language.get(), view.page, view.pages, cb.HistoryPage)])
 
 
 def languages() -> InlineKeyboardMarkup | None:

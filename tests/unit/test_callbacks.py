@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bot.telegram import callbacks as cb
@@ -97,3 +99,12 @@ def test_a_button_that_cannot_be_encoded_is_refused_before_it_reaches_telegram()
         cb.format_data(cb.OpenEnvelope(10**18))
     with pytest.raises(ValueError, match="callback data"):
         cb.format_data(cb.Confirm("bad nonce!"))
+
+
+def test_each_format_has_a_literal_head_of_its_own() -> None:
+    """`parse` only tries the patterns of the data's head (the text before the first colon)."""
+    for pattern, kind in cb._PATTERNS:
+        head = pattern.pattern.split(":", 1)[0]
+        assert re.escape(head) == head and head.isalpha(), pattern.pattern
+        assert (pattern, kind) in cb._BY_HEAD[head]
+    assert sum(len(v) for v in cb._BY_HEAD.values()) == len(cb._PATTERNS)

@@ -101,7 +101,7 @@ def test_every_text_key_the_bot_uses_exists_in_every_language() -> None:
     from core.notifications import Channel, DeliveryStatus
 
     source = "\n".join(p.read_text() for p in (Path(render.__file__).parent).glob("*.py"))
-    literal = set(re.findall(r'(?:\bt|label)\(\s*"([a-z_.\-]+)"', source))
+    literal = set(re.findall(r'(?:\bt|label|label_in)\(\s*(?:language,\s*)?"([a-z_.\-]+)"', source))
     dynamic = {
         *(f"tab.{t.value}" for t in Tab),
         *(f"status.{s}" for s in ("rascunho", "pendente", "bloqueado", "concluido")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from datetime import UTC, datetime
 
 from bot.i18n import LANGUAGES, Raw, catalog, placeholders, resolve_language, t, when
@@ -30,6 +31,25 @@ def test_values_are_html_escaped_unless_raw() -> None:
         assert t("test.echo", "en", name=Raw("<i>x</i>")) == "<b><i>x</i></b>"
     finally:
         del i18n.catalog("en")["test.echo"]
+
+
+def test_texts_without_values_still_read_doubled_braces() -> None:
+    from bot import i18n
+
+    i18n.catalog("en")["test.braces"] = "{{literal}}"
+    try:
+        assert t("test.braces", "en") == "{literal}"
+        assert t("test.unknown.key", "en") == "test.unknown.key"
+    finally:
+        del i18n.catalog("en")["test.braces"]
+
+
+def test_placeholders_are_named() -> None:
+    """`t` fills templates with `format_map`, which takes named fields only."""
+    for lang in LANGUAGES:
+        for key, text in catalog(lang).items():
+            fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+            assert all(f and not f[0].isdigit() for f in fields), (lang, key)
 
 
 def test_telegram_language_codes_map_to_ours() -> None:
