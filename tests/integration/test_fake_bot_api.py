@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram._utils.defaultvalue import DEFAULT_NONE
+from telegram._utils.types import ODVInput
+from telegram.request import RequestData
 
-from bot.sandbox.bot_api import BotApiServer, FakeBotApi, FakeUser
+from bot.sandbox.bot_api import (
+    ApiError,
+    BotApiServer,
+    FakeBotApi,
+    FakeUser,
+    InProcessRequest,
+    _parse_with_html_parser,
+    _scan_html,
+    decode_params,
+    parse_html,
+)
 
 
 @pytest.fixture
@@ -116,3 +131,219 @@ async def test_get_updates_long_polls_until_an_update_arrives_and_forgets_below_
         f"{root}/answerCallbackQuery", data={"callback_query_id": query, "text": "ok"}
     )
     assert answered.json()["result"] is True and api.answer_for(query) is not None
+
+
+# -- Telegram HTML: the one-pass scan against html.parser, the reference ----------------------
+
+# Markup in the shapes the scan reads itself; each answer must be html.parser's.
+SCANNED = [
+    "<b>bold <i>nested</i> and <u><s>more</s></u></b> tail",
+    "<B>upper</b> <STRONG>x</strong>",
+    '<a href="https://example.com/?a=1&amp;b=2">link</a>',
+    "<a href='single \"quoted\" > inside'>x</a>",
+    '<a href = "spaced">x</a>',
+    "<a href=https://example.com/x/>bare value with slashes</a>",
+    '<tg-spoiler>secret</tg-spoiler> <span class="tg-spoiler">also</span>',
+    "<blockquote expandable>quoted\nlines</blockquote>",
+    '<pre><code class="language-python">x &lt; 1</code></pre>',
+    '<tg-emoji emoji-id="5368324170671202286">👍</tg-emoji>',
+    "&amp; &lt; &gt; &quot; &#x27; &#39; ç — ✓",
+    "&#8212; &#x2014; &#128512; &nbsp; &amp &copy &unknown; & ; &#; &#x;",
+    "x &amp;amp; y &amp;lt; z",
+    "&lt<b>;</b> a reference cut by a tag",
+    "&am<b>p;</b>",
+    "1 < 2, 3 <= 4, a <3 and a< b <",
+    "<",
+    "plain text, no markup",
+    "",
+    "<b>unclosed",
+    "<b><i>crossed</b></i>",
+    "</b> closed first",
+    "<b>x</i></b>",
+    "<b>x</b >",
+]
+# Markup outside those shapes: html.parser reads the whole text.
+PARSED = [
+    "<x>unknown</x>",
+    "<br/>",
+    "<b/>",
+    "<script>alert(1)</script>",
+    "<textarea><b></textarea>",
+    "<!-- a comment -->text",
+    "<b>x</ b>",
+    "<b",
+    '<a href="never closed>x',
+    "<![CDATA[x]]>",
+    "<?pi?>text",
+    '<a title="x"title="y">x</a>',
+    "<b\u00a0>x</b>",
+]
+
+
+@pytest.mark.parametrize("text", SCANNED)
+def test_the_html_scan_reads_real_markup_exactly_as_html_parser(text: str) -> None:
+    assert _scan_html(text) is not None
+    assert _scan_html(text) == _parse_with_html_parser(text)
+
+
+@pytest.mark.parametrize("text", PARSED)
+def test_other_markup_goes_to_html_parser(text: str) -> None:
+    assert _scan_html(text) is None
+    visible, error = _parse_with_html_parser(text)
+    if error is None:
+        assert parse_html(text) == visible
+    else:
+        with pytest.raises(ApiError) as raised:
+            parse_html(text)
+        assert raised.value.description == f"Bad Request: can't parse entities: {error}"
+
+
+def test_parse_html_answers_telegrams_visible_text_and_errors() -> None:
+    assert parse_html('<b>Olá</b> &amp; <a href="https://x.y/?a=1&amp;b=2">tchau</a>') == (
+        "Olá & tchau"
+    )
+    assert parse_html("&lt;b&gt; &#39;a&#39; &#x2014; &amp;amp;") == "<b> 'a' — &amp;"
+    errors = {
+        "<x>a</x>": 'Unsupported start tag "x"',
+        "<b>a</i></b>": 'Unmatched end tag "i"',
+        "<b><i>a</b></i>": 'Unmatched end tag "b"',
+        "<b>a": 'Can\'t find end tag corresponding to start tag "b"',
+        "<b><i>a</i>": 'Can\'t find end tag corresponding to start tag "b"',
+        "</b><x>": 'Unmatched end tag "b"',
+    }
+    for text, error in errors.items():
+        with pytest.raises(ApiError) as raised:
+            parse_html(text)
+        assert raised.value.description == f"Bad Request: can't parse entities: {error}"
+
+
+def test_the_html_scan_agrees_with_html_parser_on_random_markup() -> None:
+    pieces = [
+        *("<", ">", "/", "!", "=", '"', "'", " ", "\n", "\t", "\u00a0", "&", ";", "#", "x"),
+        *("b", "B", "tg-spoiler", "href", "&amp;", "&lt;", "&gt", "&#39;", "&#x27", "&nbsp;"),
+        *("<b>", "</b>", "<i>", "</i>", "</I>", '<a href="h?a=1&amp;b">', "</a>", "<br/>"),
+        *("<blockquote expandable>", "</blockquote>", "<x>", "</ b>", "<!--", "-->", "é"),
+    ]
+    rng = random.Random(20261127)
+    scanned = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        fast = _scan_html(text)
+        if fast is not None:
+            scanned += 1
+            assert fast == _parse_with_html_parser(text), text
+    assert scanned > 1000
+
+
+# -- the wire: answers, message lookup, the in-process transport ------------------------------
+
+
+async def test_edits_find_any_message_of_the_chat_and_refuse_as_telegram_does() -> None:
+    api = FakeBotApi()
+    ana = FakeUser(42)
+    first_user_message = api.send_text(ana, "/start")
+    sent = []
+    for i in range(30):
+        _, body = await api.handle(api.token, "sendMessage", {"chat_id": 42, "text": f"n.º {i}"})
+        sent.append(json.loads(body)["result"]["message_id"])
+        api.send_text(ana, f"resposta {i}")
+    # The first bot message, under 59 later ones; then the newest, sent after the first lookup.
+    for message_id in (sent[0], sent[-1]):
+        status, body = await api.handle(
+            api.token, "editMessageText", {"chat_id": 42, "message_id": message_id, "text": "novo"}
+        )
+        assert status == 200 and json.loads(body)["result"]["edit_date"]
+    assert [m.message_id for m in api.messages(42) if m.edits] == [sent[0], sent[-1]]
+    refused = {
+        first_user_message.message_id: "Bad Request: message can't be edited",
+        10**6: "Bad Request: message to edit not found",
+        sent[0]: "Bad Request: message is not modified: specified new message content and "
+        "reply markup are exactly the same as a current content and reply markup of the message",
+    }
+    for message_id, description in refused.items():
+        status, body = await api.handle(
+            api.token, "editMessageText", {"chat_id": 42, "message_id": message_id, "text": "novo"}
+        )
+        assert (status, json.loads(body)["description"]) == (400, description)
+
+
+async def test_answers_are_the_bytes_json_dumps_writes() -> None:
+    api = FakeBotApi()
+    api.send_text(FakeUser(42), "/start")
+    rows = [[{"text": f"Botão {i} ✓", "callback_data": f"b:{i}"}] for i in range(12)]
+    keyboard = {"inline_keyboard": rows}
+    params = {"chat_id": 42, "text": "<b>n.º 1</b> &amp; ç", "parse_mode": "HTML"}
+    _, first = await api.handle(api.token, "sendMessage", params | {"reply_markup": keyboard})
+    _, second = await api.handle(api.token, "sendMessage", params)
+    _, action = await api.handle(api.token, "sendChatAction", {"chat_id": 42})
+    for body in (first, second, action):
+        assert body == json.dumps(json.loads(body), ensure_ascii=False).encode("utf-8")
+    assert json.loads(action) == {"ok": True, "result": True}
+    # Every message shows the same chat and the same bot.
+    wires = [json.loads(body)["result"] for body in (first, second)]
+    chat = {"id": 42, "type": "private", "first_name": "Ana"}
+    assert wires[0]["chat"] == wires[1]["chat"] == chat
+    assert (
+        wires[0]["from"]
+        == wires[1]["from"]
+        == {
+            "id": api.bot_id,
+            "is_bot": True,
+            "first_name": "Lacre",
+            "username": api.username,
+        }
+    )
+    assert wires[0]["text"] == "n.º 1 & ç" and wires[0]["reply_markup"] == keyboard
+
+
+class _Recording(InProcessRequest):
+    """Keeps what python-telegram-bot handed over, to decode it the way a server would."""
+
+    def __init__(self, api: FakeBotApi) -> None:
+        super().__init__(api)
+        self.sent: list[RequestData | None] = []
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: ODVInput[float] = DEFAULT_NONE,
+        write_timeout: ODVInput[float] = DEFAULT_NONE,
+        connect_timeout: ODVInput[float] = DEFAULT_NONE,
+        pool_timeout: ODVInput[float] = DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        self.sent.append(request_data)
+        return await super().do_request(url, method, request_data)
+
+
+async def test_the_in_process_transport_decodes_what_a_server_would() -> None:
+    api = FakeBotApi()
+    api.send_text(FakeUser(42), "/start")
+    request = _Recording(api)
+    bot = Bot(api.token, base_url="http://sandbox.invalid/bot", request=request)
+    async with bot:
+        keyboard = InlineKeyboardMarkup(
+            [
+                [InlineKeyboardButton("Abrir ✓", callback_data="env:1")],
+                [InlineKeyboardButton("Site", url="https://example.com/a?b=1")],
+            ]
+        )
+        message = await bot.send_message(
+            42,
+            "<b>Olá</b>",
+            parse_mode="HTML",
+            reply_markup=keyboard,
+            disable_notification=True,
+            protect_content=False,
+        )
+        await bot.edit_message_text("<i>Tchau</i>", 42, message.message_id, parse_mode="HTML")
+    assert message.text == "Olá" and message.reply_markup == keyboard
+    assert api.last_bot_message(42).text == "Tchau"
+    recorded = [params for name, params in api.calls if name in ("sendmessage", "editmessagetext")]
+    data = [d for d in request.sent if d is not None and "text" in d.parameters]
+    assert recorded == [decode_params(dict(d.json_parameters)) for d in data]
+    assert recorded[0]["chat_id"] == 42 and recorded[0]["disable_notification"] == "true"
+    status, body = await request.do_request(f"http://x/bot{api.token}/getMe?a=1", "GET")
+    assert status == 200 and json.loads(body)["result"]["username"] == api.username
+    assert (await request.do_request("http://x/nothing", "POST"))[0] == 404
