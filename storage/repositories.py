@@ -32,7 +32,7 @@ from core.ledger import Balances, EntryDraft, LedgerEntry, Pool, Reason
 from core.linking import LinkToken
 from core.notifications import Channel, DeliveryStatus, Kind, Notification, may_move
 from core.ports import EnvelopeQuery, NotificationDraft
-from storage.prepared import Prepared
+from storage.prepared import Prepared, PreparedWrite
 from storage.tables import (
     AccountRow,
     DocumentRow,
@@ -62,21 +62,23 @@ def fold(text: str) -> str:
 
 # Statements on the charge path are built once and get their values at execute time:
 # composing `.values(...)` per call cost more than running the statement (bench/ledger.py).
-_IGNORING_DUPLICATES: dict[tuple[str, str, str], Any] = {}
+_IGNORING_DUPLICATES: dict[tuple[str, str, str, tuple[str, ...]], PreparedWrite] = {}
 
 
 def _insert_ignoring_duplicates(
     conn: Connection, table: Any, values: dict[str, Any], key: str
 ) -> Any:
-    cache_key = (conn.dialect.name, table.name, key)
-    stmt = _IGNORING_DUPLICATES.get(cache_key)
-    if stmt is None:
+    """INSERT ... ON CONFLICT (key) DO NOTHING RETURNING id: the driver's cursor, whose
+    `fetchone()` is None when the key was there already."""
+    cache_key = (conn.dialect.name, table.name, key, tuple(values))
+    prepared = _IGNORING_DUPLICATES.get(cache_key)
+    if prepared is None:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=[key])
-        if key != "id":
-            stmt = stmt.returning(table.c.id)
-        _IGNORING_DUPLICATES[cache_key] = stmt
-    return conn.execute(stmt, values)
+        prepared = _IGNORING_DUPLICATES[cache_key] = PreparedWrite(
+            stmt.returning(table.c.id), values
+        )
+    return prepared.execute(conn, values)
 
 
 class _Repo:
@@ -268,10 +270,11 @@ _SIGNERS_OF_MANY = (
     .where(_s.envelope_id.in_(bindparam("ids", expanding=True)))
     .order_by(_s.envelope_id, _s.position)
 )
-_SAVE_SIGNER = (
+_SAVE_SIGNER = PreparedWrite(
     update(signers)
     .where(_s.id == bindparam("b_id"))
-    .values(status=bindparam("b_status"), signed_at=bindparam("b_signed_at"))
+    .values(status=bindparam("b_status"), signed_at=bindparam("b_signed_at")),
+    ("b_id", "b_status", "b_signed_at"),
 )
 _FIELDS = (
     "title",
@@ -287,10 +290,11 @@ _FIELDS = (
     "search_text",
     "updated_at",
 )
-_BUMP = (
+_BUMP = PreparedWrite(
     update(envelopes)
     .where(_e.id == bindparam("b_id"), _e.version == bindparam("b_version"))
-    .values(version=bindparam("b_new_version"), **{f: bindparam(f"b_{f}") for f in _FIELDS})
+    .values(version=bindparam("b_new_version"), **{f: bindparam(f"b_{f}") for f in _FIELDS}),
+    ("b_id", "b_version", "b_new_version", *(f"b_{f}" for f in _FIELDS)),
 )
 # One statement per shape of EnvelopeQuery (which filters are present); values are bound.
 _QueryShape = tuple[tuple[EnvelopeStatus, ...], bool, bool, bool, bool]
@@ -386,8 +390,8 @@ class SqlEnvelopeRepository(_Repo):
     def save(self, envelope: Envelope, now: datetime) -> None:
         self._bump(envelope, now)
         if envelope.signers:
-            self.conn.execute(
-                _SAVE_SIGNER,
+            _SAVE_SIGNER.executemany(
+                self.conn,
                 [
                     {"b_id": s.id, "b_status": s.status.value, "b_signed_at": s.signed_at}
                     for s in envelope.signers
@@ -466,8 +470,9 @@ class SqlEnvelopeRepository(_Repo):
 
     def _bump(self, e: Envelope, now: datetime) -> None:
         values = {f"b_{name}": value for name, value in self._fields(e, now).items()}
-        result = self.conn.execute(
-            _BUMP, {"b_id": e.id, "b_version": e.version, "b_new_version": e.version + 1, **values}
+        result = _BUMP.execute(
+            self.conn,
+            {"b_id": e.id, "b_version": e.version, "b_new_version": e.version + 1, **values},
         )
         if result.rowcount != 1:
             raise Conflict("the envelope changed meanwhile", what="envelope", id=e.id)
@@ -562,14 +567,16 @@ def envelope_from_row(r: Row[Any], docs: list[Document], sigs: list[Signer]) -> 
 _POOL_COLUMN = {Pool.CREDITS: "credits", Pool.NOTIFICATION: "notification_credits"}
 
 
-def _balance_updates(conditional: bool) -> dict[Pool, Any]:
+def _balance_updates(conditional: bool) -> dict[Pool, PreparedWrite]:
     """Per pool: `pool = pool - :amount WHERE id = :account [AND pool >= :amount]`."""
     account, amount = bindparam("account", type_=Integer), bindparam("amount", type_=Integer)
     built: dict[Pool, Any] = {}
     for pool, name in _POOL_COLUMN.items():
         column = accounts.c[name]
         where = [accounts.c.id == account, *([column >= amount] if conditional else [])]
-        built[pool] = update(accounts).where(*where).values({column: column - amount})
+        built[pool] = PreparedWrite(
+            update(accounts).where(*where).values({column: column - amount}), ("account", "amount")
+        )
     return built
 
 
@@ -612,14 +619,14 @@ class SqlLedgerRepository(_Repo):
             },
             "idempotency_key",
         )
-        return result.first() is not None
+        return result.fetchone() is not None
 
     def debit(self, account_id: int, pool: Pool, amount: int) -> bool:
-        result = self.conn.execute(_DEBIT[pool], {"account": account_id, "amount": amount})
+        result = _DEBIT[pool].execute(self.conn, {"account": account_id, "amount": amount})
         return bool(result.rowcount == 1)
 
     def credit(self, account_id: int, pool: Pool, amount: int) -> None:
-        self.conn.execute(_CREDIT[pool], {"account": account_id, "amount": -amount})
+        _CREDIT[pool].execute(self.conn, {"account": account_id, "amount": -amount})
 
     def by_key(self, idempotency_key: str) -> LedgerEntry | None:
         row = _ENTRY_BY_KEY.first(self.conn, {"key": idempotency_key})
@@ -706,9 +713,10 @@ class SqlNotificationRepository(_Repo):
             },
             "idempotency_key",
         )
-        new_id = result.scalar()
-        if new_id is None:
+        inserted = result.fetchone()
+        if inserted is None:
             return None
+        new_id = inserted[0]
         # The row as just written (what `get` would read back, one query less per send).
         at = now.astimezone(UTC)
         d = draft

@@ -18,7 +18,7 @@ from core.confirmations import Action, Confirmation
 from core.envelopes import Envelope, EnvelopeStatus
 from core.notifications import Channel, DeliveryStatus
 from core.ports import EnvelopeQuery
-from storage.prepared import Prepared
+from storage.prepared import Prepared, PreparedWrite
 from storage.repositories import (
     SqlEnvelopeRepository,
     accounts,
@@ -36,9 +36,9 @@ confirmations = ConfirmationRow.__table__  # type: ignore[attr-defined]
 chats = TelegramChatRow.__table__  # type: ignore[attr-defined]
 
 _c = confirmations.c
-_ADD_CONFIRMATION = insert(confirmations)
+_ADD_CONFIRMATION = PreparedWrite(insert(confirmations), [c.name for c in confirmations.c])
 _GET_CONFIRMATION = Prepared(select(confirmations).where(_c.nonce == bindparam("nonce")))
-_USE_CONFIRMATION = (
+_USE_CONFIRMATION = PreparedWrite(
     update(confirmations)
     .where(
         _c.nonce == bindparam("b_nonce"),
@@ -46,7 +46,8 @@ _USE_CONFIRMATION = (
         _c.used_at.is_(None),
         _c.expires_at > bindparam("b_now"),
     )
-    .values(used_at=bindparam("b_used_at"))
+    .values(used_at=bindparam("b_used_at")),
+    ("b_nonce", "b_user_id", "b_now", "b_used_at"),
 )
 
 
@@ -56,8 +57,8 @@ class SqlConfirmationRepository:
 
     def add(self, confirmation: Confirmation) -> None:
         c = confirmation
-        self.conn.execute(
-            _ADD_CONFIRMATION,
+        _ADD_CONFIRMATION.execute(
+            self.conn,
             {
                 "nonce": c.nonce,
                 "user_id": c.user_id,
@@ -92,8 +93,8 @@ class SqlConfirmationRepository:
         )
 
     def mark_used(self, nonce: str, user_id: int, now: datetime) -> bool:
-        result = self.conn.execute(
-            _USE_CONFIRMATION,
+        result = _USE_CONFIRMATION.execute(
+            self.conn,
             {"b_nonce": nonce, "b_user_id": user_id, "b_now": now, "b_used_at": now},
         )
         return bool(result.rowcount == 1)

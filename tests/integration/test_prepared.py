@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, literal, select
+from sqlalchemy import Connection, insert, literal, select
 
 from bot.bootstrap import App
 from core.browse import Browse, Tab
@@ -20,8 +20,8 @@ from core.ledger import Pool
 from core.notifications import Channel
 from core.ports import EnvelopeQuery
 from storage import repositories, repositories_bot
-from storage.prepared import Prepared
-from storage.repositories import envelopes
+from storage.prepared import Prepared, PreparedWrite
+from storage.repositories import envelopes, notifications
 from tests.support.builders import envelope_json, import_envelopes, seed_account
 
 
@@ -147,3 +147,24 @@ def test_statements_it_cannot_prepare_are_refused(app: App) -> None:
     twice = Prepared(select(envelopes.c.id, literal(1).label("id")))
     with app.engine.connect() as conn, pytest.raises(ValueError, match="distinct"):
         twice.all(conn, {})
+
+
+def test_a_write_that_would_need_a_column_default_is_refused(app: App) -> None:
+    """`cost` has a default SQLAlchemy would compute; a prepared write must be given it."""
+    partial = PreparedWrite(insert(notifications), ["account_id", "idempotency_key"])
+    with app.engine.connect() as conn, pytest.raises(ValueError, match="every value"):
+        partial.execute(conn, {"account_id": 1, "idempotency_key": "k"})
+
+
+def test_prepared_writes_report_rows_and_returning(app: App, populated: dict[str, Any]) -> None:
+    account_id = populated["account_id"]
+    with app.uow() as uow:
+        before = uow.ledger.balances(account_id)
+        # Conditional debit: a row when the balance covers it, none when it does not.
+        assert uow.ledger.debit(account_id, Pool.CREDITS, before.credits)
+        assert not uow.ledger.debit(account_id, Pool.CREDITS, 1)
+        uow.ledger.credit(account_id, Pool.CREDITS, 2)
+        assert uow.ledger.balances(account_id).credits == 2
+        uow.rollback()
+    with app.uow(write=False) as uow:
+        assert uow.ledger.balances(account_id) == before
