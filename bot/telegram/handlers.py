@@ -141,6 +141,7 @@ async def send(
 # What `Defaults` would add; `call` passes it itself (see there).
 PARSE_MODE = ParseMode.HTML
 LINK_PREVIEW = LinkPreviewOptions(is_disabled=True)
+_LINK_PREVIEW_WIRE = LINK_PREVIEW.to_dict()
 
 
 async def call(bot: Bot, method: str, **params: Any) -> None:
@@ -152,7 +153,9 @@ async def call(bot: Bot, method: str, **params: Any) -> None:
     `bot.send_message` / `bot.edit_message_text`.
     """
     params.setdefault("parse_mode", PARSE_MODE)
-    params.setdefault("link_preview_options", LINK_PREVIEW)
+    # As JSON already: an options object would be merged with `Defaults` into a new one and
+    # serialised again on every call.
+    params.setdefault("link_preview_options", _LINK_PREVIEW_WIRE)
     await bot.do_api_request(method, api_kwargs=params)
 
 

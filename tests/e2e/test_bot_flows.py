@@ -201,6 +201,10 @@ async def test_the_card_shows_the_envelope_and_is_edited_in_place(sqlite_app: Ap
         assert "Créditos: 3 créditos" in card.text
         labels = [b["text"] for b in card.buttons()]
         assert labels[0] == "Lacrar (3 créditos)" and "Voltar" in labels
+        # On the wire: HTML, and no link preview (a card's links must not unfurl).
+        edit = next(p for name, p in bot.api.calls if name == "editmessagetext")
+        assert edit["parse_mode"] == "HTML"
+        assert edit["link_preview_options"] == {"is_disabled": True}
         answer = await bot.press(ana, card, "Atualizar")  # unchanged: "not modified" swallowed
         assert answer.text is None and card.edits == 1
 
