@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,9 +184,21 @@ class Runtime:
             await self._twilio.close()
 
 
-async def serve(runtime: Runtime, stop: asyncio.Event) -> None:
-    """Run until `stop` is set, then shut down cleanly."""
+def freeze_startup_heap() -> None:
+    """Keep what startup built (modules, catalogues, table metadata, the application) out of
+    the cyclic collector's full passes: it lives as long as the process, and walking it took
+    64 ms per full collection (133,646 objects), a pause for every update waiting then."""
+    gc.collect()
+    gc.freeze()
+
+
+async def serve(
+    runtime: Runtime, stop: asyncio.Event, started: Callable[[], None] | None = None
+) -> None:
+    """Run until `stop` is set, then shut down cleanly; `started` runs once everything is up."""
     await runtime.start()
+    if started is not None:
+        started()
     try:
         await stop.wait()
     finally:
@@ -211,7 +224,7 @@ def run(settings: Settings, **overrides: Any) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        await serve(Runtime(app, **overrides), stop)
+        await serve(Runtime(app, **overrides), stop, started=freeze_startup_heap)
 
     try:
         asyncio.run(main())
