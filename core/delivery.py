@@ -229,6 +229,11 @@ def not_sendable(channel: Channel) -> Change:
     return Change(DeliveryStatus.FAILED, refund=True, reason=REASON_STALE, notify=channel.is_paid)
 
 
+# Carriers report within minutes; a `sent` paid message still without a final status this long
+# after it left is looked up (the outbox schedules it when the row becomes `sent`).
+SENT_FIRST_CHECK = timedelta(hours=2)
+
+
 @dataclass(frozen=True)
 class DeliveryPolicy:
     """How long leases last and when a send or a reconciliation is tried again."""
@@ -253,12 +258,23 @@ class DeliveryPolicy:
     reconcile_give_up: timedelta = timedelta(hours=1)
     # A listed message counts as ours if Twilio created it at most this long before the row.
     lookup_skew: timedelta = timedelta(minutes=2)
+    # A `sent` SMS or WhatsApp whose final status never came (a lost callback) is looked up
+    # by SID after `SENT_FIRST_CHECK`, then every `sent_check_every`, until `sent_give_up`.
+    sent_check_every: timedelta = timedelta(hours=6)
+    sent_give_up: timedelta = timedelta(hours=72)
 
     def email_retry_at(self, attempts: int, now: datetime) -> datetime | None:
         """When to try an e-mail again after its `attempts`-th temporary failure; None: stop."""
         if attempts < 1 or attempts > len(self.email_retry_delays):
             return None
         return now + self.email_retry_delays[attempts - 1]
+
+    def sent_check_at(self, sent_since: datetime, now: datetime) -> datetime | None:
+        """The next lookup of a `sent` row still without a final status; None: stop looking
+        (it stays `sent`: Twilio took it, and no status says it failed)."""
+        if now - sent_since >= self.sent_give_up:
+            return None
+        return min(now + self.sent_check_every, sent_since + self.sent_give_up)
 
     def reconcile_at(self, unknown_since: datetime, now: datetime) -> datetime | None:
         """The next lookup of an `unknown` row: waits double with its age; None: give up."""

@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement
 
 from core.accounts import Role
-from core.delivery import Change, after_provider_status
+from core.delivery import SENT_FIRST_CHECK, Change, after_provider_status
 from core.errors import NotFound
 from core.notifications import Channel, DeliveryStatus, Notification, may_move
 from storage.repositories import (
@@ -164,6 +164,14 @@ class SqlOutbox:
         """`unknown` rows whose next lookup is due, leased to the caller."""
         return self._claim(DeliveryStatus.UNKNOWN, now, limit, lease, channels)
 
+    def claim_stale_sent(
+        self, now: datetime, *, limit: int, lease: timedelta, channels: Sequence[Channel]
+    ) -> list[Notification]:
+        """`sent` SMS and WhatsApp rows whose final status is overdue, leased to the caller."""
+        return self._claim(
+            DeliveryStatus.SENT, now, limit, lease, [c for c in channels if c is not Channel.EMAIL]
+        )
+
     def _claim(
         self,
         status: DeliveryStatus,
@@ -286,7 +294,7 @@ class SqlOutbox:
                     update(notifications)
                     .where(
                         n.id == row.id,
-                        n.status == row.status.value,  # queued or unknown, as claimed
+                        n.status == row.status.value,  # queued, unknown or sent, as claimed
                         n.attempts == row.attempts,
                     )
                     .values(**values)
@@ -305,6 +313,13 @@ class SqlOutbox:
         next_attempt_at: datetime | None = None,
     ) -> Applied:
         n = notifications.c
+        if (
+            next_attempt_at is None
+            and change.status is DeliveryStatus.SENT
+            and row.channel is not Channel.EMAIL
+        ):
+            # Looked up if its final status has not come by then (a lost callback).
+            next_attempt_at = now + SENT_FIRST_CHECK
         values: dict[str, Any] = {
             "status": change.status.value,
             "updated_at": now,

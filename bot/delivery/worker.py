@@ -9,6 +9,8 @@ One pass (`run_once`) does, in order:
    one that may have reached Twilio is never sent again;
 3. due `unknown` rows are looked up at Twilio (by SID, else by destination and time) and
    settled, or failed and refunded once the lookups give up;
+3b. `sent` SMS and WhatsApp rows whose final status is overdue (a callback that never came)
+   are looked up by SID, every few hours for three days, and settled when Twilio knows;
 4. status callbacks that arrived before their message SID was known are applied;
 5. owner notices of failed rows are sent (refunding first, idempotently, when due).
 """
@@ -148,6 +150,7 @@ class OutboxWorker:
         if rows:
             await self._settle(await self._deliver(rows))
         unknown: list[Notification] = []
+        stale: list[Notification] = []
         if self.messages is not None:
             unknown = await self._db(
                 self.outbox.claim_unknown,
@@ -158,10 +161,19 @@ class OutboxWorker:
             )
             if unknown:
                 await self._settle(await self._reconcile(unknown))
+            stale = await self._db(
+                self.outbox.claim_stale_sent,
+                self.clock.now(),
+                limit=self.concurrency,
+                lease=self.policy.claim_lease,
+                channels=self.channels,
+            )
+            if stale:
+                await self._settle(await self._recheck(stale))
         for applied in await self._db(self.outbox.apply_stored, self.clock.now()):
             await self._after(applied)
         await self.send_notices()
-        return len(rows) + len(unknown)
+        return len(rows) + len(unknown) + len(stale)
 
     async def _deliver(self, rows: list[Notification]) -> list[Outcome]:
         now = self.clock.now()
@@ -212,18 +224,44 @@ class OutboxWorker:
             first_lookup = now + self.policy.reconcile_first_delay
         return Outcome(row, change, attempt.provider_id, first_lookup)
 
-    async def _reconcile(self, rows: list[Notification]) -> list[Outcome]:
+    async def _lookup(self, row: Notification) -> list[ProviderMessage]:
+        """What Twilio has for this row; nothing when the lookup itself fails (tried later)."""
         assert self.messages is not None
-        messages = self.messages
+        try:
+            return await self.messages.lookup(row, row.created_at - self.policy.lookup_skew)
+        except Exception as exc:
+            log.warning("%s %s: lookup failed (%s)", row.channel, row.id, type(exc).__name__)
+            return []
 
-        async def lookup(row: Notification) -> list[ProviderMessage]:
-            try:
-                return await messages.lookup(row, row.created_at - self.policy.lookup_skew)
-            except Exception as exc:
-                log.warning("%s %s: lookup failed (%s)", row.channel, row.id, type(exc).__name__)
-                return []
+    async def _recheck(self, rows: list[Notification]) -> list[Outcome]:
+        """`sent` rows whose final status never came: Twilio's status now, by their SID."""
+        found = await asyncio.gather(*(self._lookup(r) for r in rows))
+        outcomes: list[Outcome] = []
+        now = self.clock.now()
+        for row, listed in zip(rows, found, strict=True):
+            message = next((m for m in listed if m.sid == row.provider_id), None)
+            change = (
+                None
+                if message is None
+                else after_provider_status(row.channel, message.status, message.error_code)
+            )
+            if message is not None and change is not None and change.status.is_final:
+                log.info("%s %s: final status looked up (%s)", row.channel, row.id, change.status)
+                outcomes.append(Outcome(row, change, message.sid))
+                continue
+            check_at = self.policy.sent_check_at(row.updated_at, now)
+            if check_at is None:
+                log.info(
+                    "%s %s: no final status after %s; left as sent",
+                    row.channel,
+                    row.id,
+                    self.policy.sent_give_up,
+                )
+            outcomes.append(Outcome(row, next_attempt_at=check_at))
+        return outcomes
 
-        found = await asyncio.gather(*(lookup(r) for r in rows))
+    async def _reconcile(self, rows: list[Notification]) -> list[Outcome]:
+        found = await asyncio.gather(*(self._lookup(r) for r in rows))
         sids = [m.sid for listed in found for m in listed]
         taken = await self._db(self.outbox.taken_provider_ids, sids)
         outcomes: list[Outcome] = []

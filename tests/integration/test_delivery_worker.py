@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot.bootstrap import App, bootstrap
+from bot.delivery.twilio_sender import TwilioSender
+from bot.delivery.worker import OutboxWorker
 from bot.sandbox.twilio_api import TwilioApiServer
 from core.clock import FixedClock
 from core.delivery import DeliveryPolicy
@@ -88,7 +90,7 @@ async def test_a_worker_killed_between_claim_and_provider_call_sends_exactly_onc
         clock.advance(POLICY.claim_lease + timedelta(seconds=1))
         await restarted.run_once()
         await restarted.run_once()
-        clock.advance(timedelta(hours=2))
+        clock.advance(timedelta(hours=1))  # before the overdue-status lookup of a `sent` row
         await restarted.run_once()
     finally:
         await sender.close()
@@ -265,4 +267,83 @@ async def test_the_worker_task_sends_when_woken_and_stops_after_its_send_in_flig
     after = row(app, row_id)
     assert after.status is DeliveryStatus.SENT
     assert len(twilio.api.creates()) == 1
+    assert_audit_clean(app)
+
+
+async def _sent_sms(
+    app: App, twilio: TwilioApiServer, owner: Owner
+) -> tuple[int, Notification, OutboxWorker, TwilioSender]:
+    """A paid SMS that Twilio accepted; its status callbacks never reach Lacre."""
+    account_id, row_id = _sms(app)
+    sender = twilio_sender(twilio, "https://lacre.example.com")
+    running = worker(app, messages=sender, messenger=owner)
+    await running.run_once()
+    sent = row(app, row_id)
+    assert sent.status is DeliveryStatus.SENT and sent.provider_id is not None
+    return account_id, sent, running, sender
+
+
+def _lookups(twilio: TwilioApiServer) -> int:
+    return sum(1 for r in twilio.api.requests if r.method == "GET")
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "final", "refunded"),
+    [
+        ("failed", 30005, DeliveryStatus.FAILED, 1),  # Twilio bills nothing: credit back
+        ("undelivered", 30003, DeliveryStatus.FAILED, 0),  # the carrier billed the attempt
+        ("delivered", None, DeliveryStatus.DELIVERED, 0),
+    ],
+)
+async def test_a_sent_sms_whose_callback_never_came_is_looked_up_and_settled(
+    app: App,
+    twilio: TwilioApiServer,
+    clock: FixedClock,
+    status: str,
+    code: int | None,
+    final: DeliveryStatus,
+    refunded: int,
+) -> None:
+    owner = Owner()
+    account_id, sent, running, sender = await _sent_sms(app, twilio, owner)
+    assert sent.provider_id is not None
+    await twilio.api.progress(sent.provider_id, status, code, callback=False)
+    try:
+        clock.advance(timedelta(hours=1))
+        await running.run_once()
+        assert _lookups(twilio) == 0  # callbacks usually come within minutes: not yet
+        clock.advance(timedelta(hours=1, seconds=1))
+        await running.run_once()
+        assert _lookups(twilio) == 1
+        clock.advance(timedelta(hours=12))
+        await running.run_once()
+    finally:
+        await sender.close()
+    after = row(app, sent.id)
+    assert after.status is final
+    assert _lookups(twilio) == 1  # settled: never looked up again
+    assert refunds(app, sent.id) == refunded
+    assert app.lacre.balances(account_id).notification_credits == 4 + refunded
+    assert len(owner.sent) == (1 if final is DeliveryStatus.FAILED else 0)
+    assert_audit_clean(app)
+
+
+async def test_a_sent_sms_without_a_final_status_is_looked_up_for_three_days_then_left_sent(
+    app: App, twilio: TwilioApiServer, clock: FixedClock
+) -> None:
+    owner = Owner()
+    account_id, sent, running, sender = await _sent_sms(app, twilio, owner)
+    try:
+        for _ in range(20):  # five days, every six hours
+            clock.advance(timedelta(hours=6))
+            await running.run_once()
+    finally:
+        await sender.close()
+    after = row(app, sent.id)
+    assert after.status is DeliveryStatus.SENT
+    assert after.next_attempt_at is None  # no more lookups
+    # At 6 h (the first pass after the 2 h mark), then every 6 h up to 72 h: 12 lookups.
+    assert _lookups(twilio) == 12
+    assert refunds(app, sent.id) == 0 and owner.sent == []
+    assert app.lacre.balances(account_id).notification_credits == 4
     assert_audit_clean(app)

@@ -9,6 +9,7 @@ import pytest
 from bot.i18n import LANGUAGES, catalog
 from core.delivery import (
     REASONS,
+    SENT_FIRST_CHECK,
     Attempt,
     Change,
     DeliveryPolicy,
@@ -159,3 +160,13 @@ def test_every_reason_has_a_text_in_every_language() -> None:
     for language in LANGUAGES:
         missing = [r for r in REASONS if not catalog(language).get(f"delivery.reason.{r}")]
         assert missing == [], language
+
+
+def test_a_sent_row_is_looked_up_every_six_hours_for_three_days() -> None:
+    policy = DeliveryPolicy()
+    sent = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    assert policy.sent_check_at(sent, sent + timedelta(hours=2)) == sent + timedelta(hours=8)
+    # The last lookup lands on the deadline, not past it; after it, none.
+    assert policy.sent_check_at(sent, sent + timedelta(hours=70)) == sent + timedelta(hours=72)
+    assert policy.sent_check_at(sent, sent + timedelta(hours=72)) is None
+    assert timedelta(hours=2) == SENT_FIRST_CHECK
