@@ -32,6 +32,7 @@ from core.errors import NotFound
 from core.notifications import Channel, DeliveryStatus, Notification, may_move
 from storage.repositories import (
     accounts,
+    insert_ignoring_duplicates,
     notification_from_row,
     notifications,
     users,
@@ -346,7 +347,7 @@ class SqlOutbox:
                 .values(provider_id=provider_id[:64])
             )
         if moved and change.tell_owner:
-            self._insert_ignoring(
+            insert_ignoring_duplicates(
                 conn,
                 notices,
                 {
@@ -359,17 +360,6 @@ class SqlOutbox:
                 "notification_id",
             )
         return Applied(notification_from_row(fresh) if fresh else row, change, moved)
-
-    @staticmethod
-    def _insert_ignoring(conn: Connection, table: Any, values: dict[str, Any], key: str) -> bool:
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = (
-            dialect.insert(table)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=[key])
-            .returning(table.c.id)
-        )
-        return conn.execute(stmt).first() is not None
 
     # -- callbacks ---------------------------------------------------------------------------
     def apply_callback(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import Connection, Select
 from sqlalchemy.engine import Dialect
@@ -28,6 +28,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 _Processor = Callable[[Any], Any]
+_P = TypeVar("_P")
 
 
 class _Compiled:
@@ -72,11 +73,6 @@ def _driver(conn: Connection) -> Any:
     return conn.connection.driver_connection
 
 
-def _plan_key(dialect: Dialect) -> tuple[Any, ...]:
-    # What the compiled text depends on: the dialect's kind, paramstyle and server version.
-    return (type(dialect), dialect.paramstyle, dialect.server_version_info)
-
-
 class _Plan(_Compiled):
     """A SELECT as one dialect runs it."""
 
@@ -109,21 +105,38 @@ class _Plan(_Compiled):
         return out
 
 
-class Prepared:
-    """A SELECT built once at import time; `all`/`first` run it on a connection."""
+class _PerDialect(Generic[_P]):
+    """A statement's plans, one per dialect that ran it (built at its first run there)."""
 
-    __slots__ = ("_plans", "stmt")
+    __slots__ = ("_plans",)
 
-    def __init__(self, stmt: Select[Any]) -> None:
-        self.stmt = stmt
-        self._plans: dict[tuple[Any, ...], _Plan] = {}
+    def __init__(self) -> None:
+        self._plans: dict[tuple[Any, ...], _P] = {}
 
-    def plan(self, conn: Connection) -> _Plan:
-        key = _plan_key(conn.dialect)
+    def _build(self, dialect: Dialect) -> _P:
+        raise NotImplementedError
+
+    def plan(self, conn: Connection) -> _P:
+        dialect = conn.dialect
+        # What the compiled text depends on: the dialect's kind, paramstyle and server version.
+        key = (type(dialect), dialect.paramstyle, dialect.server_version_info)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = _Plan(self.stmt, conn.dialect)
+            plan = self._plans[key] = self._build(dialect)
         return plan
+
+
+class Prepared(_PerDialect[_Plan]):
+    """A SELECT built once at import time; `all`/`first` run it on a connection."""
+
+    __slots__ = ("stmt",)
+
+    def __init__(self, stmt: Select[Any]) -> None:
+        super().__init__()
+        self.stmt = stmt
+
+    def _build(self, dialect: Dialect) -> _Plan:
+        return _Plan(self.stmt, dialect)
 
     def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         return self.plan(conn).run(conn, params)
@@ -145,22 +158,18 @@ class _WritePlan(_Compiled):
             raise ValueError(f"a prepared write must be given every value: {sorted(missing)}")
 
 
-class PreparedWrite:
+class PreparedWrite(_PerDialect[_WritePlan]):
     """An INSERT or UPDATE built once, with the names of the parameters callers pass."""
 
-    __slots__ = ("_plans", "names", "stmt")
+    __slots__ = ("names", "stmt")
 
     def __init__(self, stmt: ClauseElement, names: Iterable[str]) -> None:
+        super().__init__()
         self.stmt = stmt
         self.names = frozenset(names)
-        self._plans: dict[tuple[Any, ...], _WritePlan] = {}
 
-    def plan(self, conn: Connection) -> _WritePlan:
-        key = _plan_key(conn.dialect)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plans[key] = _WritePlan(self.stmt, conn.dialect, self.names)
-        return plan
+    def _build(self, dialect: Dialect) -> _WritePlan:
+        return _WritePlan(self.stmt, dialect, self.names)
 
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The driver's cursor: `rowcount`, and `fetchone()` / `fetchall()` for RETURNING."""

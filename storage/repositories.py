@@ -65,7 +65,7 @@ def fold(text: str) -> str:
 _IGNORING_DUPLICATES: dict[tuple[str, str, str, tuple[str, ...]], PreparedWrite] = {}
 
 
-def _insert_ignoring_duplicates(
+def insert_ignoring_duplicates(
     conn: Connection, table: Any, values: dict[str, Any], key: str
 ) -> Any:
     """INSERT ... ON CONFLICT (key) DO NOTHING RETURNING id: the driver's cursor, whose
@@ -377,15 +377,17 @@ class SqlEnvelopeRepository(_Repo):
         return envelope
 
     def get(self, envelope_id: int) -> Envelope | None:
-        found = self._load(_ENVELOPE_BY_ID, {"envelope_id": envelope_id})
+        found = self._load(_ENVELOPE_BY_ID.all(self.conn, {"envelope_id": envelope_id}))
         return found[0] if found else None
 
     def get_by_ref(self, account_id: int, ref: str) -> Envelope | None:
-        found = self._load(_ENVELOPE_BY_ACCOUNT_REF, {"account_id": account_id, "ref": ref})
+        found = self._load(
+            _ENVELOPE_BY_ACCOUNT_REF.all(self.conn, {"account_id": account_id, "ref": ref})
+        )
         return found[0] if found else None
 
     def find_by_ref(self, ref: str) -> list[Envelope]:
-        return self._load(_ENVELOPES_BY_REF, {"ref": ref})
+        return self._load(_ENVELOPES_BY_REF.all(self.conn, {"ref": ref}))
 
     def save(self, envelope: Envelope, now: datetime) -> None:
         self._bump(envelope, now)
@@ -430,7 +432,8 @@ class SqlEnvelopeRepository(_Repo):
         ids = self.conn.execute(stmt, _query_params(q, term)).scalars().all()
         if not ids:
             return []
-        by_id = {e.id: e for e in self._load(_ENVELOPES_BY_IDS, {"ids": list(ids)})}
+        rows = self.conn.execute(_ENVELOPES_BY_IDS, {"ids": list(ids)}).all()
+        by_id = {e.id: e for e in self._load(rows)}
         return [by_id[i] for i in ids]
 
     def count(self, q: EnvelopeQuery) -> int:
@@ -511,12 +514,8 @@ class SqlEnvelopeRepository(_Repo):
             else:
                 self.conn.execute(update(signers).where(signers.c.id == s.id).values(**values))
 
-    def _load(self, stmt: Prepared | Any, params: dict[str, Any]) -> list[Envelope]:
-        rows = (
-            stmt.all(self.conn, params)
-            if isinstance(stmt, Prepared)
-            else self.conn.execute(stmt, params).all()
-        )
+    def _load(self, rows: Sequence[Any]) -> list[Envelope]:
+        """The envelopes of these rows, with their documents and signers."""
         if not rows:
             return []
         # One envelope (every tap of the bot) takes the prepared `=` statements, not IN lists.
@@ -570,7 +569,7 @@ _POOL_COLUMN = {Pool.CREDITS: "credits", Pool.NOTIFICATION: "notification_credit
 def _balance_updates(conditional: bool) -> dict[Pool, PreparedWrite]:
     """Per pool: `pool = pool - :amount WHERE id = :account [AND pool >= :amount]`."""
     account, amount = bindparam("account", type_=Integer), bindparam("amount", type_=Integer)
-    built: dict[Pool, Any] = {}
+    built: dict[Pool, PreparedWrite] = {}
     for pool, name in _POOL_COLUMN.items():
         column = accounts.c[name]
         where = [accounts.c.id == account, *([column >= amount] if conditional else [])]
@@ -602,7 +601,7 @@ _ENTRY_COUNT = (
 
 class SqlLedgerRepository(_Repo):
     def append(self, entry: EntryDraft, now: datetime) -> bool:
-        result = _insert_ignoring_duplicates(
+        result = insert_ignoring_duplicates(
             self.conn,
             ledger,
             {
@@ -690,7 +689,7 @@ _FOR_ENVELOPE = (
 
 class SqlNotificationRepository(_Repo):
     def add(self, draft: NotificationDraft, now: datetime) -> Notification | None:
-        result = _insert_ignoring_duplicates(
+        result = insert_ignoring_duplicates(
             self.conn,
             notifications,
             {
