@@ -62,12 +62,16 @@ def _sqlite_engine(url: str, echo: bool, pool_size: int) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        # Writers take the lock up front: two deferred writers could both read a balance.
-        write = conn.get_execution_options().get(WRITE_OPTION, True)
         # On the driver's connection: through `exec_driver_sql` this one word cost as much as
         # the read that follows it (about 25 µs against 1 µs).
         driver = conn.connection.driver_connection
         assert driver is not None
+        # A warm unit of work begins on the driver itself (storage/uow.py); SQLAlchemy's
+        # transaction, begun for a Core statement after a prepared one, joins that one.
+        if driver.in_transaction:
+            return
+        # Writers take the lock up front: two deferred writers could both read a balance.
+        write = conn.get_execution_options().get(WRITE_OPTION, True)
         driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine

@@ -65,9 +65,17 @@ class _Compiled:
         return values if self.order is None else tuple(values[n] for n in self.order)
 
 
+DRIVER_IN_TRANSACTION = "lacre_driver_in_transaction"
+"""Execution option: a callable that answers the DBAPI connection inside the unit of work's
+transaction, begun on the driver itself. `storage.uow` sets it on warm SQLite sessions."""
+
+
 def _driver(conn: Connection) -> Any:
-    """The DBAPI connection, inside the `Connection`'s transaction (begun here if none is
+    """The DBAPI connection, inside the unit of work's transaction (begun here if none is
     open, so that the unit of work's later statements share its snapshot and locks)."""
+    in_transaction = conn.get_execution_options().get(DRIVER_IN_TRANSACTION)
+    if in_transaction is not None:
+        return in_transaction()
     if not conn.in_transaction():
         conn.begin()
     return conn.connection.driver_connection

@@ -9,6 +9,7 @@ from typing import Any, Self
 from sqlalchemy import Connection, Engine, event
 
 from storage.db import WRITE_OPTION
+from storage.prepared import DRIVER_IN_TRANSACTION
 from storage.repositories import (
     SqlAccountRepository,
     SqlEnvelopeRepository,
@@ -39,14 +40,47 @@ _REPOSITORIES: tuple[tuple[str, Any], ...] = (
 
 
 class _Session:
-    """A connection with its repositories (they keep no state of their own)."""
+    """A connection with its repositories (they keep no state of their own).
 
-    __slots__ = ("conn", "repositories", "write")
+    A warm one (a SQLite file, see `_Warm`) keeps its unit of work's transaction on the
+    sqlite3 connection, `driver`: SQLAlchemy's transaction object, its events and its commit
+    and rollback cost more than the one or two prepared statements of most units of work.
+    A Core statement still runs there: SQLAlchemy then begins a transaction object of its
+    own, which joins the driver's (the engine's `begin` event sends nothing), and the commit
+    or rollback goes through SQLAlchemy, which ends both.
+    """
 
-    def __init__(self, engine: Engine) -> None:
+    __slots__ = ("conn", "driver", "repositories", "write")
+
+    def __init__(self, engine: Engine, *, warm: bool = False) -> None:
         self.conn = engine.connect()
         self.write: bool | None = None
+        self.driver: Any = None
+        if warm:
+            self.driver = self.conn.connection.driver_connection
+            self.conn.execution_options(**{DRIVER_IN_TRANSACTION: self.begun})
         self.repositories = {name: kind(self.conn) for name, kind in _REPOSITORIES}
+
+    def begun(self) -> Any:
+        """The driver inside the unit of work's transaction, begun at its first statement as
+        the engine's `begin` event would: BEGIN IMMEDIATE for a writer, BEGIN for a reader."""
+        driver = self.driver
+        if not driver.in_transaction:
+            driver.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
+        return driver
+
+    def commit(self) -> None:
+        # Through SQLAlchemy when it has a transaction open: it ends the driver's too.
+        if self.driver is None or self.conn.get_transaction() is not None:
+            self.conn.commit()
+        else:
+            self.driver.commit()
+
+    def rollback(self) -> None:
+        if self.driver is None or self.conn.get_transaction() is not None:
+            self.conn.rollback()
+        else:
+            self.driver.rollback()
 
 
 class _Warm:
@@ -66,7 +100,7 @@ class _Warm:
         try:
             return self._sessions.pop()  # atomic: any thread may take or give
         except IndexError:
-            return _Session(self._engine)
+            return _Session(self._engine, warm=True)
 
     def give(self, session: _Session) -> None:
         conn = session.conn
@@ -74,7 +108,7 @@ class _Warm:
             conn.closed
             or conn.invalidated
             or conn.in_transaction()
-            or conn.connection.driver_connection.in_transaction  # type: ignore[union-attr]
+            or session.driver.in_transaction
             or len(self._sessions) >= self.KEEP
         ):
             conn.close()
@@ -137,7 +171,7 @@ class SqlUnitOfWork:
         assert session is not None
         self._session = None
         try:
-            session.conn.rollback()
+            session.rollback()
         finally:
             if self._warm is not None:
                 self._warm.give(session)
@@ -146,14 +180,17 @@ class SqlUnitOfWork:
 
     @property
     def connection(self) -> Connection:
-        assert self._session is not None, "use the unit of work inside `with`"
-        return self._session.conn
+        return self._current().conn
 
     def commit(self) -> None:
-        self.connection.commit()
+        self._current().commit()
 
     def rollback(self) -> None:
-        self.connection.rollback()
+        self._current().rollback()
+
+    def _current(self) -> _Session:
+        assert self._session is not None, "use the unit of work inside `with`"
+        return self._session
 
 
 class SqlUnitOfWorkFactory:
