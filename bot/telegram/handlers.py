@@ -20,8 +20,6 @@ from typing import Any, ParamSpec, TypeVar
 from telegram import (
     Bot,
     CallbackQuery,
-    ForceReply,
-    InlineKeyboardMarkup,
     LinkPreviewOptions,
     Message,
     Update,
@@ -96,7 +94,7 @@ def plain(html_text: str, limit: int = 200) -> str:
 
 # -- showing things ---------------------------------------------------------------------------
 async def show(
-    update: Update, context: Context, text: str, markup: InlineKeyboardMarkup | None = None
+    update: Update, context: Context, text: str, markup: kb.Markup | None = None
 ) -> None:
     """Edit the tapped message in place (cards are not re-sent), or send for a command."""
     query = update.callback_query
@@ -122,7 +120,7 @@ async def send(
     update: Update,
     context: Context,
     text: str,
-    markup: InlineKeyboardMarkup | ForceReply | None = None,
+    markup: kb.Markup | None = None,
 ) -> None:
     """A new message, split under 4096 characters; the buttons go with the last part."""
     chat = update.effective_chat
@@ -376,7 +374,7 @@ async def button(update: Update, context: Context, me: Linked) -> Toast | None:
         case cb.ListPage(tab, page):
             await _list(update, context, me, tab, page, None)
         case cb.StartSearch():
-            await send(update, context, t("search.prompt"), ForceReply(selective=True))
+            await send(update, context, t("search.prompt"), kb.force_reply())
         case cb.OpenPlans():
             svc = services(context)
             view = await services(context).run(svc.browse.plans, me)

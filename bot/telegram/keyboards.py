@@ -1,13 +1,17 @@
-"""Inline keyboards of the bot: every button carries callback data from `callbacks`."""
+"""Inline keyboards of the bot: every button carries callback data from `callbacks`.
+
+Keyboards are built in the Bot API's wire form (plain dicts), not as python-telegram-bot
+objects: `handlers.call` hands them to `Bot.do_api_request`, which JSON-encodes a dict as it is,
+while an object is first walked slot by slot by `to_dict` on every send. Buttons, rows and whole
+keyboards are cached and shared, so nothing here is ever mutated once built.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import lru_cache
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import quote
-
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, TelegramObject
 
 from bot.i18n import Raw, current_language, t
 from bot.telegram import callbacks as cb
@@ -51,55 +55,41 @@ def _label(language: str, key: str, values: tuple[tuple[str, str], ...]) -> str:
     return t(key, language, **{name: Raw(value) for name, value in values})
 
 
-class _Button(InlineKeyboardButton):
-    """A callback button that serialises once: the same tabs, pagers and cards come back on
-    every view, and python-telegram-bot's generic `to_dict` walks every slot of every button."""
+InlineButton = Mapping[str, str]
+"""An inline button as the Bot API reads it: `text` and `callback_data`, or `text` and `url`."""
 
-    __slots__ = ("_wire",)
-
-    def __init__(self, text: str, callback_data: str) -> None:
-        super().__init__(text, callback_data=callback_data)
-        # A frozen TelegramObject still takes attributes whose name starts with "_".
-        self._wire = {"text": text, "callback_data": callback_data}
-
-    def to_dict(self, recursive: bool = True) -> dict[str, Any]:
-        return dict(self._wire)
-
-
-class _Keyboard(InlineKeyboardMarkup):
-    """An inline keyboard whose wire form is built from its buttons' own (cached) forms."""
-
-    __slots__ = ()
-
-    def __init__(self, rows: tuple[tuple[InlineKeyboardButton, ...], ...]) -> None:
-        # The parent's body without its type check, which costs an ABC isinstance per row and
-        # per button: `markup` builds these tuples of buttons itself. A unit test holds this
-        # to the parent's attributes, equality and hash.
-        TelegramObject.__init__(self)
-        self.inline_keyboard = rows
-        self._id_attrs = (rows,)
-        self._freeze()
-
-    def to_dict(self, recursive: bool = True) -> dict[str, Any]:
-        return {"inline_keyboard": [[b.to_dict() for b in row] for row in self.inline_keyboard]}
+Markup = Mapping[str, Any]
+"""A reply markup as the Bot API reads it: `{"inline_keyboard": [[button, ...], ...]}` or a
+force reply. A `dict` at run time (JSON encodes only dicts), read-only for the type checker."""
 
 
 @lru_cache(maxsize=16384)
-def button(text: str, target: cb.Button) -> InlineKeyboardButton:
-    """Buttons are immutable, so one object serves every keyboard that shows the same one."""
-    return _Button(text, cb.format_data(target))
+def button(text: str, target: cb.Button) -> InlineButton:
+    """The same tabs, pagers and cards come back on every view: one dict serves them all."""
+    return {"text": text, "callback_data": cb.format_data(target)}
 
 
-def markup(rows: Sequence[Sequence[InlineKeyboardButton]]) -> InlineKeyboardMarkup | None:
+def url_button(text: str, url: str) -> InlineButton:
+    return {"text": text, "url": url}
+
+
+def markup(rows: Sequence[Sequence[InlineButton]]) -> Markup | None:
     """None when there is no button: Telegram refuses an empty inline keyboard."""
-    kept = tuple(tuple(row) for row in rows if row)
-    return _Keyboard(kept) if kept else None
+    # Lists, as JSON reads back: a keyboard equals python-telegram-bot's `to_dict` of it.
+    kept = [list(row) for row in rows if row]
+    return {"inline_keyboard": kept} if kept else None
+
+
+@cache
+def force_reply() -> Markup:
+    """Opens the reply field on the prompt, so the next text is the answer (search)."""
+    return {"force_reply": True, "selective": True}
 
 
 def _pager(
     language: str, page: int, pages: int, to: Callable[[int], cb.Button]
-) -> list[InlineKeyboardButton]:
-    row: list[InlineKeyboardButton] = []
+) -> list[InlineButton]:
+    row: list[InlineButton] = []
     if page > 0:
         row.append(button(label_in(language, "kb.previous"), to(page - 1)))
     if page + 1 < pages:
@@ -107,10 +97,10 @@ def _pager(
     return row
 
 
-def envelope_list(view: EnvelopePage) -> InlineKeyboardMarkup | None:
+def envelope_list(view: EnvelopePage) -> Markup | None:
     """One button per envelope, the tabs with counts, paging and search."""
     language = current_language.get()
-    rows: list[Sequence[InlineKeyboardButton]] = [
+    rows: list[Sequence[InlineButton]] = [
         (_item(language, env.id, env.title, env.ref),) for env in view.items
     ]
     # Counts as text: the labels show them so, and 1 and True must not share an entry.
@@ -120,7 +110,7 @@ def envelope_list(view: EnvelopePage) -> InlineKeyboardMarkup | None:
 
 
 @lru_cache(maxsize=4096)
-def _item(language: str, envelope_id: int, title: str, ref: str) -> InlineKeyboardButton:
+def _item(language: str, envelope_id: int, title: str, ref: str) -> InlineButton:
     # One lookup instead of a label, a callback target and a button lookup per envelope.
     text = label_in(language, "kb.envelope_item", title=_short(title, 40), ref=ref)
     return button(text, cb.OpenEnvelope(envelope_id))
@@ -129,7 +119,7 @@ def _item(language: str, envelope_id: int, title: str, ref: str) -> InlineKeyboa
 @lru_cache(maxsize=1024)
 def _list_tail(
     language: str, active: Tab, page: int, pages: int, counts: tuple[str, ...]
-) -> tuple[Sequence[InlineKeyboardButton], ...]:
+) -> tuple[Sequence[InlineButton], ...]:
     """Pager, tabs with counts and search: the same few rows under every page of a tab."""
     tabs = [
         button(
@@ -148,7 +138,7 @@ def _list_tail(
     return (tuple(pager), tuple(tabs[0:2]), tuple(tabs[2:4]), tuple(tabs[4:6]), (search,))
 
 
-def envelope_card(card: EnvelopeCard) -> InlineKeyboardMarkup | None:
+def envelope_card(card: EnvelopeCard) -> Markup | None:
     env = card.envelope
     assert env.id is not None
     cost = amount(card.seal_credits, Pool.CREDITS) if CardAction.SEAL in card.actions else ""
@@ -163,7 +153,7 @@ def _card(
     actions: tuple[CardAction, ...],
     seal_cost: str,
     back_tab: Tab,
-) -> InlineKeyboardMarkup | None:
+) -> Markup | None:
     """A card's buttons depend on nothing else; refreshes and "back" show the same ones."""
 
     def text(action: CardAction) -> str:
@@ -192,7 +182,7 @@ def _card(
     )
 
 
-def confirm(nonce: str, label_key: str = "kb.confirm") -> InlineKeyboardMarkup | None:
+def confirm(nonce: str, label_key: str = "kb.confirm") -> Markup | None:
     return markup(
         [
             [
@@ -203,14 +193,14 @@ def confirm(nonce: str, label_key: str = "kb.confirm") -> InlineKeyboardMarkup |
     )
 
 
-def back_to(envelope_id: int, *, plans: bool = False) -> InlineKeyboardMarkup | None:
+def back_to(envelope_id: int, *, plans: bool = False) -> Markup | None:
     rows = [[button(label("kb.open_envelope"), cb.OpenEnvelope(envelope_id))]]
     if plans:
         rows.insert(0, [button(label("kb.plans"), cb.OpenPlans())])
     return markup(rows)
 
 
-def resend_menu(env: Envelope) -> InlineKeyboardMarkup | None:
+def resend_menu(env: Envelope) -> Markup | None:
     assert env.id is not None
     in_turn = {s.id for s in env.signers_in_turn()}
     rows = [[button(label("kb.resend_all"), cb.ResendAll(env.id))]]
@@ -221,7 +211,7 @@ def resend_menu(env: Envelope) -> InlineKeyboardMarkup | None:
     return markup(rows)
 
 
-def channel_menu(choice: ResendChoice) -> InlineKeyboardMarkup | None:
+def channel_menu(choice: ResendChoice) -> Markup | None:
     env = choice.envelope
     assert env.id is not None
     rows = []
@@ -237,44 +227,44 @@ def channel_menu(choice: ResendChoice) -> InlineKeyboardMarkup | None:
     return markup(rows)
 
 
-def plans(view: PlansView, url_template: str) -> InlineKeyboardMarkup | None:
+def plans(view: PlansView, url_template: str) -> Markup | None:
     """URL buttons to the payment page: notification packs ("Adquirir") and other plans."""
 
     def url(item: str) -> str:
         return url_template.format(account_id=quote(str(view.account.id)), item=quote(item))
 
-    rows: list[list[InlineKeyboardButton]] = [
+    rows: list[list[InlineButton]] = [
         [
-            InlineKeyboardButton(
+            url_button(
                 label(
                     "kb.buy_pack",
                     credits=amount(pack.notification_credits, Pool.NOTIFICATION),
                     price=money(pack.price_cents),
                 ),
-                url=url(pack.code),
+                url(pack.code),
             )
         ]
         for pack in view.packs
     ]
     rows.extend(
-        [InlineKeyboardButton(label("kb.change_plan", plan=plan.name), url=url(plan.code))]
+        [url_button(label("kb.change_plan", plan=plan.name), url(plan.code))]
         for plan in view.others
     )
     rows.append([button(label("kb.envelopes"), cb.ListPage(Tab.PENDENTES, 0))])
     return markup(rows)
 
 
-def history(view: HistoryPage) -> InlineKeyboardMarkup | None:
+def history(view: HistoryPage) -> Markup | None:
     return markup([_pager(current_language.get(), view.page, view.pages, cb.HistoryPage)])
 
 
-def languages() -> InlineKeyboardMarkup | None:
+def languages() -> Markup | None:
     return markup(
         [[button(label(f"language.{code}"), cb.ChooseLanguage(code)) for code in cb.LANGUAGE_CODES]]
     )
 
 
-def planos_only() -> InlineKeyboardMarkup | None:
+def planos_only() -> Markup | None:
     return markup([[button(label("kb.plans"), cb.OpenPlans())]])
 
 

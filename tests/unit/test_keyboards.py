@@ -1,18 +1,35 @@
-"""Keyboards: the labels, callback data and layout users see, whatever was cached before."""
+"""Keyboards: the labels, callback data and layout users see, whatever was cached before,
+in the wire form python-telegram-bot would send for the same buttons."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from telegram import InlineKeyboardMarkup
+from telegram import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.request._requestparameter import RequestParameter
 
-from bot.i18n import current_language
+from bot.i18n import LANGUAGES, current_language
 from bot.telegram import callbacks as cb
 from bot.telegram import keyboards as kb
-from core.browse import CardAction, EnvelopeCard, EnvelopePage, EnvelopeSummary, Tab
-from core.envelopes import Envelope, EnvelopeStatus
+from core.accounts import Account
+from core.browse import (
+    CardAction,
+    ChannelOption,
+    EnvelopeCard,
+    EnvelopePage,
+    EnvelopeSummary,
+    HistoryPage,
+    PlansView,
+    ResendChoice,
+    Tab,
+)
+from core.envelopes import Envelope, EnvelopeStatus, Signer
+from core.ledger import Balances
+from core.notifications import Channel
+from core.plans import NotificationPack, Plan
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 COUNTS = {Tab.PENDENTES: 12, Tab.VENCENDO: 1, Tab.RASCUNHOS: 1234, Tab.BLOQUEADOS: 0}
@@ -33,16 +50,50 @@ def card(actions: tuple[CardAction, ...], envelope_id: int = 7) -> EnvelopeCard:
     return EnvelopeCard(env, "UTC", 1, actions, {}, NOW)
 
 
-def rows(markup: InlineKeyboardMarkup | None, language: str) -> list[list[tuple[str, str]]]:
+ACCOUNT = Account(1, "Imobiliária <Sol>", "essencial", "America/Manaus", 0, 1, None, NOW)
+PLANS = (
+    Plan("essencial", "Essencial", 20, 5, False, False),
+    Plan("pro", "Pro & Cia", 100, 20, True, True),
+)
+
+
+def signed_by(*names: str) -> Envelope:
+    signers = [Signer(n, f"{i}@x.com", "+5511987654321", id=i) for i, n in enumerate(names, 1)]
+    return Envelope(
+        1, "ENV-7", "Contrato", NOW, status=EnvelopeStatus.PENDENTE, id=7, signers=signers
+    )
+
+
+def python_telegram_bot_form(markup: kb.Markup) -> dict[str, object]:
+    """What python-telegram-bot sends for the same buttons built as its own objects."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    b["text"], callback_data=b.get("callback_data"), url=b.get("url")
+                )
+                for b in row
+            ]
+            for row in markup["inline_keyboard"]
+        ]
+    ).to_dict()
+
+
+def rows(markup: kb.Markup | None, language: str) -> list[list[tuple[str, str]]]:
+    """Each button as (text, callback data or URL), once its wire form is held to the library's."""
     assert markup is not None
-    wire = markup.to_dict()["inline_keyboard"]
-    plain = [[(b.text, str(b.callback_data)) for b in row] for row in markup.inline_keyboard]
-    assert plain == [[(b["text"], b["callback_data"]) for b in row] for row in wire], language
-    return plain
+    assert markup == python_telegram_bot_form(markup), language
+    # Sent as it is: the request's JSON is this dict's, with nothing converted on the way.
+    sent = RequestParameter.from_input("reply_markup", markup)
+    assert sent.value is markup and json.loads(sent.json_value or "") == markup
+    return [
+        [(b["text"], b.get("callback_data") or b["url"]) for b in row]
+        for row in markup["inline_keyboard"]
+    ]
 
 
 def in_language(
-    language: str, build: Callable[[], InlineKeyboardMarkup | None]
+    language: str, build: Callable[[], kb.Markup | None]
 ) -> list[list[tuple[str, str]]]:
     token = current_language.set(language)
     try:
@@ -88,18 +139,84 @@ def test_a_card_shows_only_its_actions_then_refresh_and_back() -> None:
     ]
 
 
+BUILDERS: dict[str, Callable[[], kb.Markup | None]] = {
+    "list": lambda: kb.envelope_list(page()),
+    "list, last page of a search": lambda: kb.envelope_list(page(Tab.BUSCA, 2, 3)),
+    "card": lambda: kb.envelope_card(card(tuple(CardAction))),
+    "card without actions": lambda: kb.envelope_card(card(())),
+    "confirm": lambda: kb.confirm("n0nce-0123456789_abc"),
+    "back to the card": lambda: kb.back_to(7),
+    "back to the card or plans": lambda: kb.back_to(7, plans=True),
+    "resend menu": lambda: kb.resend_menu(signed_by("Ana <b>", "Bia " + "x" * 60)),
+    "channel menu": lambda: kb.channel_menu(
+        ResendChoice(
+            signed_by("Ana"),
+            1,
+            "Ana",
+            (
+                ChannelOption(Channel.EMAIL, 0, None, {}),
+                ChannelOption(Channel.SMS, 2, None, {}),
+                ChannelOption(Channel.WHATSAPP, 1, "no_phone", {}),
+            ),
+            3,
+        )
+    ),
+    "plans with Adquirir links": lambda: kb.plans(
+        PlansView(
+            ACCOUNT,
+            PLANS[0],
+            PLANS[1:],
+            (NotificationPack("pack 10", 10, 1990), NotificationPack("p50", 50, 7990)),
+            Balances(3, 1),
+        ),
+        "https://pay.example/{account_id}/{item}?a=1&b=2",
+    ),
+    "history": lambda: kb.history(HistoryPage(1, 3, 60, (), "UTC")),
+    "languages": kb.languages,
+    "plans only": kb.planos_only,
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("name", BUILDERS)
+def test_every_keyboard_is_what_python_telegram_bot_would_send(name: str, language: str) -> None:
+    first = in_language(language, BUILDERS[name])
+    assert first and all(text and data for row in first for text, data in row)
+    # Built again from the caches, and no use of the first one changed what they hold.
+    assert in_language(language, BUILDERS[name]) == first
+
+
+def test_keyboards_differ_by_language_and_url_buttons_link_to_the_payment_page() -> None:
+    built = {lang: in_language(lang, BUILDERS["plans with Adquirir links"]) for lang in LANGUAGES}
+    assert len({str(labels) for labels in built.values()}) == len(LANGUAGES)
+    assert [data for row in built["pt-BR"] for _, data in row] == [
+        "https://pay.example/1/pack%2010?a=1&b=2",
+        "https://pay.example/1/p50?a=1&b=2",
+        "https://pay.example/1/pro?a=1&b=2",
+        "ls:pen:0",
+    ]
+
+
+def test_the_search_prompt_forces_a_reply_like_python_telegram_bot() -> None:
+    assert kb.force_reply() == ForceReply(selective=True).to_dict()
+
+
 @pytest.mark.parametrize("layout", [[[1]], [[1, 2], [3]], [[1], [], [2, 3, 4]]])
 def test_our_keyboard_is_what_python_telegram_bot_would_build(layout: list[list[int]]) -> None:
     buttons = [[kb.button(f"b{n}", cb.OpenEnvelope(n)) for n in row] for row in layout]
     ours = kb.markup(buttons)
-    assert ours is not None
-    reference = type(ours).__new__(type(ours))
-    InlineKeyboardMarkup.__init__(reference, [row for row in buttons if row])
-    slots = {s for c in type(ours).__mro__ for s in getattr(c, "__slots__", ())}
-    assert slots >= {"inline_keyboard", "_id_attrs", "_frozen", "_bot", "api_kwargs"}
-    for slot in slots - {"__weakref__"}:
-        assert getattr(ours, slot) == getattr(reference, slot), slot
-    assert ours == reference and hash(ours) == hash(reference)
-    assert ours.to_json() == InlineKeyboardMarkup(ours.inline_keyboard).to_json()
-    with pytest.raises(AttributeError):
-        ours.inline_keyboard = ()
+    reference = InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(f"b{n}", callback_data=f"env:{n}") for n in row]
+            for row in layout
+            if row
+        ]
+    )
+    assert ours == reference.to_dict()
+    # The caller's lists are not the keyboard's: changing them later changes nothing sent.
+    buttons[0].append(kb.button("b9", cb.OpenEnvelope(9)))
+    assert ours == reference.to_dict()
+
+
+def test_no_button_is_no_keyboard() -> None:
+    assert kb.markup([[], []]) is None
