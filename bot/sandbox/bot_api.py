@@ -650,7 +650,8 @@ class FakeBotApi:
         self._notify()
 
     def replay(self, payload: dict[str, Any]) -> None:
-        """Inject an update recorded elsewhere (same payload, a new update id)."""
+        """Inject an update recorded elsewhere (same payload, new update and query ids: a
+        payload may be replayed many times, and each tap must be answered once)."""
         wire = payload.get("message") or payload.get("callback_query", {}).get("message", {})
         chat = wire.get("chat", {})
         if chat and chat["id"] not in self._chats:
@@ -659,7 +660,9 @@ class FakeBotApi:
             )
         query = payload.get("callback_query")
         if query is not None:
-            self._pending_queries[str(query["id"])] = chat.get("id", 0)
+            query_id = str(next(self._query_ids))
+            self._pending_queries[query_id] = chat.get("id", 0)
+            payload = {**payload, "callback_query": {**query, "id": query_id}}
         self._push(payload)
 
     def _chat(self, user: FakeUser, chat_id: int | None, chat_type: str) -> _Chat:

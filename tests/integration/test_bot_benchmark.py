@@ -38,6 +38,8 @@ def test_the_bot_benchmark_runs_both_bots_and_the_ledger_stays_sound() -> None:
     assert len(report["runs"]) == 2
     for run in report["runs"]:
         assert run["lacre"]["updates"] > 0 and run["lacre"]["updates_per_s"] > 0
-        assert run["echo"]["updates"] > 0 and run["echo"]["updates_per_s"] > 0
+        assert run["echo"]["updates_per_s"] > 0
+        # The floor replays the full stack's payloads, three passes by default.
+        assert run["echo"]["updates"] > 2 * run["lacre"]["updates"]
         assert run["lacre"]["audit_violations"] == 0
     assert report["median"]["ratio"] > 0
