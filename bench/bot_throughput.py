@@ -413,7 +413,11 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
     full = lacre.figures() | {"audit_violations": len(problems)}
     floor = echo.figures()
     ratio = full["updates_per_s"] / floor["updates_per_s"] if floor["updates_per_s"] else 0.0
-    cpu_ratio = floor["cpu_us_per_update"] / full["cpu_us_per_update"] if full["updates"] else 0.0
+    cpu_ratio = (
+        floor["cpu_us_per_update"] / full["cpu_us_per_update"]
+        if full["updates"] and floor["updates"]
+        else 0.0
+    )
     return {
         "transport": args.transport,
         "envelopes": args.envelopes,
