@@ -375,6 +375,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # nobody could be reached
     SKIPPED = "skipped"  # nothing to send (nobody linked, muted, ...)
     SUPERSEDED = "superseded"  # a later slot went out instead (catch-up)
+    HELD = "held"  # done, its notice waits for the end of the account's quiet hours
 
 
 @dataclass(frozen=True)
@@ -420,6 +421,16 @@ class Progress:
 class Mark:
     at: datetime | None
     value: int | None
+
+
+@dataclass(frozen=True)
+class HeldRenewal:
+    """A renewal already applied whose notice waits for the end of the quiet hours; its row
+    keeps what the notice tells (cycle, next date, lapse, grants)."""
+
+    renewal_id: int
+    account_id: int
+    step: RenewalStep
 
 
 class ReminderRepository(Protocol):
@@ -480,12 +491,30 @@ class ReminderRepository(Protocol):
         """Conditional: moves `plan_renews_at` only if it still is `current`."""
         ...
 
-    def record_renewal(self, account_id: int, step: RenewalStep, now: datetime) -> int | None: ...
+    def record_renewal(
+        self, account_id: int, step: RenewalStep, now: datetime, state: Outcome
+    ) -> int | None:
+        """The cycle's row, `claimed` (to be told now) or `held` (told after quiet hours)."""
+        ...
+
+    def held_renewals(self, limit: int) -> list[HeldRenewal]:
+        """Held renewals, oldest first. Until this transaction ends, no other release and no
+        new hold can commit, so the search's own bookkeeping cannot skip a row."""
+        ...
+
+    def release_renewal(self, renewal_id: int) -> bool:
+        """Conditional: `held` -> `claimed`; True only for the caller that moved it."""
+        ...
+
     def finish_renewal(
         self, renewal_id: int, outcome: Outcome, recipients: int, now: datetime
     ) -> None: ...
     def set_alert(self, account_id: int, kind: AlertKind, low: bool, now: datetime) -> bool:
         """Store the state; True only for the caller that moved it."""
+        ...
+
+    def raised_alerts(self, account_id: int) -> set[AlertKind]:
+        """The alerts whose state is "low" (already told)."""
         ...
 
     def touched_accounts(self, ledger_after: int, envelope_after: int) -> set[int]:
@@ -503,6 +532,14 @@ class ReminderRepository(Protocol):
     ) -> None: ...
     def take_turn(self, name: str, now: datetime, every: timedelta) -> bool:
         """True for the one process that may run `name` now (then not again for `every`)."""
+        ...
+
+    def wake_at(self, name: str, at: datetime) -> None:
+        """Ask for `name` to run at `at`, or earlier if already asked for earlier."""
+        ...
+
+    def take_wake(self, name: str, now: datetime) -> bool:
+        """True for the one process that clears a wake-up of `name` due by `now`."""
         ...
 
     # who hears about it
@@ -614,11 +651,14 @@ class Reminders:
 
     # -- the tick's passes -------------------------------------------------------------------
     def renewals(self) -> list[RenewalNotice]:
-        """Each due cycle once: lapse (non-cumulative), grant, move the date, tell the admins."""
+        """Each due cycle once: lapse (non-cumulative), grant, move the date, tell the admins.
+        The money moves at the cycle's moment; inside the account's quiet hours only the
+        notice waits, and a later tick releases it (first the ones waiting, then new cycles)."""
         now = self.clock.now()
-        with self.uow(write=False) as uow:
+        with self.uow() as uow:
+            notices = self._release_renewals(uow, now)
             due = uow.reminders.renewals_due(now, self.batch)
-        notices: list[RenewalNotice] = []
+            uow.commit()
         for account_id in due:
             for _ in range(24):  # a long outage may owe several cycles; each is its own step
                 notice, more = self._renew_once(account_id, now)
@@ -628,14 +668,34 @@ class Reminders:
                     break
         return notices
 
+    def _release_renewals(self, uow: ReminderUnitOfWork, now: datetime) -> list[RenewalNotice]:
+        """Held notices of accounts whose quiet hours are over, each claimed by one process,
+        with the balances and recipients of now."""
+        notices: list[RenewalNotice] = []
+        held = uow.reminders.held_renewals(self.batch)
+        contexts = self._contexts(uow, {h.account_id for h in held})
+        for h in held:
+            ctx = contexts.get(h.account_id)
+            if ctx is not None and self._quiet_now(ctx, now):
+                continue
+            if not uow.reminders.release_renewal(h.renewal_id):
+                continue  # another process has it
+            plan = self._plan(ctx.account) if ctx is not None else None
+            if ctx is None or plan is None:  # nothing left to name in the message
+                uow.reminders.finish_renewal(h.renewal_id, Outcome.SKIPPED, 0, now)
+                continue
+            notice = self._renewal_notice(uow, h.renewal_id, ctx.account, plan, h.step, now)
+            if notice is not None:
+                notices.append(notice)
+        return notices
+
     def _renew_once(self, account_id: int, now: datetime) -> tuple[RenewalNotice | None, bool]:
         with self.uow() as uow:
             account = uow.accounts.get(account_id)
             if account is None or account.plan_renews_at is None or account.plan_renews_at > now:
                 return None, False
-            try:
-                plan = self.lacre.catalogue.plan(account.plan_code)
-            except InvalidInput:
+            plan = self._plan(account)
+            if plan is None:
                 return None, False
             balances = uow.ledger.balances(account_id)
             step = renewal_step(plan, account.plan_renews_at, account.created_at, balances.credits)
@@ -663,16 +723,38 @@ class Reminders:
                     now,
                 ):
                     uow.ledger.credit(account_id, pool, amount)
-            renewal_id = uow.reminders.record_renewal(account_id, step, now)
-            recipients = tuple(uow.reminders.recipients(account_id, None))
-            balances_after = uow.ledger.balances(account_id)
-            if renewal_id is not None and not recipients:
-                uow.reminders.finish_renewal(renewal_id, Outcome.SKIPPED, 0, now)
+            settings = uow.reminders.settings([account_id]).get(account_id, ReminderSettings())
+            quiet = self._quiet_now(_Context(account, settings, zone_of(account)), now)
+            state = Outcome.HELD if quiet else Outcome.CLAIMED
+            renewal_id = uow.reminders.record_renewal(account_id, step, now, state)
+            notice = None
+            if renewal_id is not None and not quiet:
+                notice = self._renewal_notice(uow, renewal_id, account, plan, step, now)
             uow.commit()
-        more = step.next_renewal <= now
-        if renewal_id is None or not recipients:
-            return None, more
-        return RenewalNotice(renewal_id, account, plan, step, balances_after, recipients), more
+        return notice, step.next_renewal <= now
+
+    def _plan(self, account: Account) -> Plan | None:
+        try:
+            return self.lacre.catalogue.plan(account.plan_code)
+        except InvalidInput:
+            return None
+
+    def _renewal_notice(
+        self,
+        uow: ReminderUnitOfWork,
+        renewal_id: int,
+        account: Account,
+        plan: Plan,
+        step: RenewalStep,
+        now: datetime,
+    ) -> RenewalNotice | None:
+        """The notice of a claimed renewal row; with nobody to tell, the row is done."""
+        recipients = tuple(uow.reminders.recipients(account.id, None))
+        if not recipients:
+            uow.reminders.finish_renewal(renewal_id, Outcome.SKIPPED, 0, now)
+            return None
+        balances = uow.ledger.balances(account.id)
+        return RenewalNotice(renewal_id, account, plan, step, balances, recipients)
 
     def expiries(self) -> list[ExpiryNotice]:
         """A pending envelope whose deadline passed is marked expired once and its people told
@@ -908,7 +990,9 @@ class Reminders:
             ledger_seen = self._mark_value(uow, "alerts-ledger")
             envelope_seen = self._mark_value(uow, "alerts-envelopes")
             accounts: set[int] = set()
-            if uow.reminders.take_turn("alerts-sweep", now, self.alert_sweep_every):
+            # The hourly sweep, or the end of quiet hours that held back a crossing.
+            swept = uow.reminders.take_turn("alerts-sweep", now, self.alert_sweep_every)
+            if uow.reminders.take_wake("alerts-held", now) or swept:
                 accounts = {a.id for a in uow.accounts.list_all()}
             elif ledger_max > ledger_seen or envelope_max > envelope_seen:
                 # Ids are handed out before commit: a margin re-reads the late committers.
@@ -926,11 +1010,14 @@ class Reminders:
         return notices
 
     def _alert(self, account_id: int, now: datetime) -> list[BalanceNotice]:
+        """A new crossing inside the account's quiet hours is not recorded (the state stays
+        "not low"): a sweep at their end records and tells it. A recovery is recorded."""
         with self.uow() as uow:
             account = uow.accounts.get(account_id)
             if account is None:
                 return []
             settings = uow.reminders.settings([account_id]).get(account_id, ReminderSettings())
+            quiet = settings.quiet.window(now, zone_of(account)) if settings.quiet else None
             drafts = uow.envelopes.query(
                 EnvelopeQuery(account_id, statuses=(EnvelopeStatus.RASCUNHO,), limit=10_000)
             )
@@ -938,10 +1025,14 @@ class Reminders:
             check = BalanceCheck(
                 uow.ledger.balances(account_id), settings.low_balance_threshold, len(drafts), needed
             )
+            waiting = [k for k in AlertKind if check.low(k)] if quiet is not None else []
+            if quiet is not None and set(waiting) - uow.reminders.raised_alerts(account_id):
+                uow.reminders.wake_at("alerts-held", quiet[1])
             crossed = [
                 kind
                 for kind in AlertKind
-                if uow.reminders.set_alert(account_id, kind, check.low(kind), now)
+                if kind not in waiting
+                and uow.reminders.set_alert(account_id, kind, check.low(kind), now)
                 and check.low(kind)
             ]
             recipients = tuple(uow.reminders.recipients(account_id, None)) if crossed else ()

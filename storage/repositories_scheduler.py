@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, exists, func, or_, select, union, update
+from sqlalchemy import Connection, Row, case, delete, exists, func, or_, select, union, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.accounts import Role
@@ -16,6 +16,7 @@ from core.reminders import (
     RESEND_EVERY_CHOICES,
     AlertKind,
     EnvelopeTimes,
+    HeldRenewal,
     Mark,
     Outcome,
     Progress,
@@ -52,6 +53,9 @@ marks = SchedulerMarkRow.__table__  # type: ignore[attr-defined]
 chats = TelegramChatRow.__table__  # type: ignore[attr-defined]
 
 _PENDENTE = EnvelopeStatus.PENDENTE.value
+# The lowest `plan_renewals.id` that may still be held (NULL: none): held rows are found through
+# the primary key from there, so the search reads about a night of renewals, not the table.
+HELD_RENEWALS = "renewals-held"
 _TIMES = (
     envelopes.c.id,
     envelopes.c.account_id,
@@ -405,8 +409,10 @@ class SqlReminderRepository:
         )
         return bool(result.rowcount == 1)
 
-    def record_renewal(self, account_id: int, step: RenewalStep, now: datetime) -> int | None:
-        return self._claim(
+    def record_renewal(
+        self, account_id: int, step: RenewalStep, now: datetime, state: Outcome
+    ) -> int | None:
+        renewal_id = self._claim(
             renewals,
             ("account_id", "cycle_at"),
             {
@@ -416,11 +422,69 @@ class SqlReminderRepository:
                 "lapsed": step.lapse,
                 "granted": step.grant,
                 "granted_notification": step.grant_notification,
-                "state": Outcome.CLAIMED.value,
+                "state": state.value,
                 "recipients": 0,
                 "created_at": now,
             },
         )
+        if renewal_id is not None and state is Outcome.HELD:
+            # Lowered in this transaction: the mark's row lock makes a concurrent
+            # `held_renewals` wait for this commit, or this upsert wait for that one.
+            stmt = self._insert(marks).values(name=HELD_RENEWALS, value=renewal_id)
+            lowest = case(
+                (
+                    or_(marks.c.value.is_(None), marks.c.value > stmt.excluded.value),
+                    stmt.excluded.value,
+                ),
+                else_=marks.c.value,
+            )
+            self.conn.execute(
+                stmt.on_conflict_do_update(index_elements=[marks.c.name], set_={"value": lowest})
+            )
+        return renewal_id
+
+    def held_renewals(self, limit: int) -> list[HeldRenewal]:
+        start = self.conn.execute(
+            select(marks.c.value).where(marks.c.name == HELD_RENEWALS).with_for_update()
+        ).scalar()
+        if start is None:
+            return []
+        found = self.conn.execute(
+            select(
+                renewals.c.id,
+                renewals.c.account_id,
+                renewals.c.cycle_at,
+                renewals.c.next_at,
+                renewals.c.lapsed,
+                renewals.c.granted,
+                renewals.c.granted_notification,
+            )
+            .where(renewals.c.id >= start, renewals.c.state == Outcome.HELD.value)
+            .order_by(renewals.c.id)
+            .limit(limit)
+        ).all()
+        # Under the lock every held row is visible here or lowers the mark when it commits.
+        first = found[0].id if found else None
+        if first != start:
+            self.conn.execute(
+                update(marks).where(marks.c.name == HELD_RENEWALS).values(value=first)
+            )
+        return [
+            HeldRenewal(
+                r.id,
+                r.account_id,
+                RenewalStep(r.cycle_at, r.next_at, r.lapsed, r.granted, r.granted_notification),
+            )
+            for r in found
+        ]
+
+    def release_renewal(self, renewal_id: int) -> bool:
+        result = self.conn.execute(
+            update(renewals)
+            .where(renewals.c.id == renewal_id, renewals.c.state == Outcome.HELD.value)
+            .values(state=Outcome.CLAIMED.value)
+        )
+        return bool(result.rowcount == 1)
 
     def finish_renewal(
         self, renewal_id: int, outcome: Outcome, recipients: int, now: datetime
@@ -441,6 +505,12 @@ class SqlReminderRepository:
             .values({column: low, alerts.c.updated_at: now})
         )
         return bool(result.rowcount == 1)
+
+    def raised_alerts(self, account_id: int) -> set[AlertKind]:
+        r = self.conn.execute(select(alerts).where(alerts.c.account_id == account_id)).first()
+        if r is None:
+            return set()
+        return {kind for kind in AlertKind if r._mapping[f"{kind.value}_low"]}
 
     def touched_accounts(self, ledger_after: int, envelope_after: int) -> set[int]:
         stmt = union(
@@ -493,6 +563,22 @@ class SqlReminderRepository:
             .returning(marks.c.name)
         )
         return inserted.first() is not None
+
+    def wake_at(self, name: str, at: datetime) -> None:
+        stmt = self._insert(marks).values(name=name, at=at)
+        earliest = case(
+            (or_(marks.c.at.is_(None), marks.c.at > stmt.excluded.at), stmt.excluded.at),
+            else_=marks.c.at,
+        )
+        self.conn.execute(
+            stmt.on_conflict_do_update(index_elements=[marks.c.name], set_={"at": earliest})
+        )
+
+    def take_wake(self, name: str, now: datetime) -> bool:
+        taken = self.conn.execute(
+            update(marks).where(marks.c.name == name, marks.c.at <= now).values(at=None)
+        )
+        return bool(taken.rowcount == 1)
 
     # -- recipients --------------------------------------------------------------------------
     def recipients(self, account_id: int, created_by: int | None) -> list[Recipient]:

@@ -43,6 +43,7 @@ BACK_AT = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # tick, then the clock goes 
 SKIP_AT = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)  # the clock skips 15:00-16:00
 LEAP_AT = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)  # the clock leaps 72 hours ahead
 RENEWS_AT = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)  # inside the skipped hour (11:00 Manaus)
+NIGHT_RENEWS_AT = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)  # midnight in São Paulo
 EVENTS_AT = datetime(2026, 12, 1, 12, 5, tzinfo=UTC)  # signed, cancelled, muted, credits
 SP, MANAUS = ZoneInfo("America/Sao_Paulo"), ZoneInfo("America/Manaus")
 D3, D1, H2 = (int(x.total_seconds()) for x in (3 * DAY, DAY, 2 * HOUR))
@@ -181,16 +182,20 @@ class World:
     sp_admin: Any
     sp_member: Any
     mn_admin: Any
+    night_admin: Any
     sp_account: int
     mn_account: int
+    night_account: int
 
 
 def seed(app: Any, inst: Instance) -> World:
     sp = app.lacre.create_account("Imobiliária Sol", "essencial", "America/Sao_Paulo")
     mn = app.lacre.create_account("Cartório Norte", "pessoa-fisica", "America/Manaus")
+    night = app.lacre.create_account("Dra. Noemi", "pessoa-fisica", "America/Sao_Paulo")
     sp_admin = linked_user(app, sp.id, Role.ADMIN, "Ana")
     sp_member = linked_user(app, sp.id, Role.MEMBER, "Bruno")
     mn_admin = linked_user(app, mn.id, Role.ADMIN, "Nara")
+    night_admin = linked_user(app, night.id, Role.ADMIN, "Noemi")
     ids: dict[str, int] = {}
     for ref, (deadline, who) in ENVELOPES.items():
         account = sp.id if who == "sp" else mn.id
@@ -200,9 +205,20 @@ def seed(app: Any, inst: Instance) -> World:
     ids.update(import_envelopes(app, sp.id, envelope_json("SP-DRAFT", credits=45)))
     with app.uow() as uow:
         uow.accounts.set_plan(mn.id, "pessoa-fisica", RENEWS_AT)
+        uow.accounts.set_plan(night.id, "pessoa-fisica", NIGHT_RENEWS_AT)
         uow.commit()
     inst.reminders.update(sp_admin.id, lambda s: replace(s, auto_resend_days=1))
-    return World(ids, {v: k for k, v in ids.items()}, sp_admin, sp_member, mn_admin, sp.id, mn.id)
+    return World(
+        ids,
+        {v: k for k, v in ids.items()},
+        sp_admin,
+        sp_member,
+        mn_admin,
+        night_admin,
+        sp.id,
+        mn.id,
+        night.id,
+    )
 
 
 def act(moment: datetime, app: Any, inst: Instance, world: World) -> None:
@@ -245,6 +261,7 @@ def check_messages(app: Any, world: World, log: SharedLog) -> None:
         world.sp_admin.telegram_user_id: SP,
         world.sp_member.telegram_user_id: SP,
         world.mn_admin.telegram_user_id: MANAUS,
+        world.night_admin.telegram_user_id: SP,
     }
     for sent in log.log:  # nothing ever goes out inside the recipient's quiet hours
         assert DEFAULT_QUIET.window(sent.at, zones[sent.chat_id]) is None, sent
@@ -256,7 +273,7 @@ def check_messages(app: Any, world: World, log: SharedLog) -> None:
         if d.startswith("env:")
     )
     sent_slots = Counter(ref for (ref, _), (state, _) in EXPECTED_NUDGES.items() if state == "sent")
-    expected = Counter()
+    expected: Counter[tuple[str, int]] = Counter()
     for ref, count in sent_slots.items():
         chats = (
             [world.sp_admin.telegram_user_id]
@@ -286,20 +303,26 @@ def check_messages(app: Any, world: World, log: SharedLog) -> None:
 def check_renewal_and_alerts(app: Any, world: World, log: SharedLog) -> None:
     renewal = [s for s in log.log if "renovado" in s.html]
     assert [(s.chat_id, s.at) for s in renewal] == [
-        (world.mn_admin.telegram_user_id, RENEWS_AT + HOUR)
+        (world.night_admin.telegram_user_id, utc(2, 11)),  # renewed at 00:00, told at 08:00
+        (world.mn_admin.telegram_user_id, RENEWS_AT + HOUR),
     ]
-    keys = [
-        r[0]
-        for r in rows(
+    for account, renews_at, done_at in (
+        (world.mn_account, RENEWS_AT, RENEWS_AT + HOUR),  # the first tick after the skip
+        (world.night_account, NIGHT_RENEWS_AT, NIGHT_RENEWS_AT),  # the money moves at midnight
+    ):
+        found = rows(
             app,
-            "SELECT idempotency_key FROM ledger_entries WHERE account_id = :a "
+            "SELECT idempotency_key, created_at FROM ledger_entries WHERE account_id = :a "
             "AND reason IN ('plan_grant', 'plan_expiry') ORDER BY id",
-            a=world.mn_account,
+            a=account,
         )
-    ]
-    cycle = f"{RENEWS_AT:%Y-%m-%d}"
-    assert keys[-2:] == [f"expiry:{world.mn_account}:{cycle}", f"renew:{world.mn_account}:{cycle}"]
-    assert sum(k.startswith("renew:") for k in keys) == 1
+        keys = [r[0] for r in found]
+        cycle = f"{renews_at:%Y-%m-%d}"
+        assert keys[-2:] == [f"expiry:{account}:{cycle}", f"renew:{account}:{cycle}"]
+        assert sum(k.startswith("renew:") for k in keys) == 1
+        assert {as_utc(r[1]) for r in found[-2:]} == {done_at}
+    states = rows(app, "SELECT state, recipients FROM plan_renewals ORDER BY cycle_at")
+    assert [tuple(r) for r in states] == [("sent", 1), ("sent", 1)]
     alerts = [(s.chat_id, s.at) for s in log.log if "Créditos insuficientes" in s.html]
     assert alerts == [
         (world.sp_admin.telegram_user_id, T0),
