@@ -96,7 +96,9 @@ def seed(
                     "ordered": False,
                     "quoted_credits": 2,
                     "created_by": None,
-                    "expires_at": NOW + timedelta(hours=6 + (i % 500) * 3),
+                    # Every envelope its own deadline (about 62 days spread), as in a real
+                    # account: the renderer's caches of dates must not hit more than there.
+                    "expires_at": NOW + timedelta(hours=6 + (i % 500) * 3, minutes=i // 500),
                     "sealed_at": None if status == "rascunho" else NOW - timedelta(days=1),
                     "tags": "[]",
                     "search_text": fold(" ".join([title, f"ENV-{i:05d}", *names])),
