@@ -21,6 +21,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -182,15 +183,6 @@ def kind_of(update: Update) -> str:
     return parts[0]
 
 
-def transport(api: FakeBotApi, kind: str, server: BotApiServer | None) -> dict[str, BaseRequest]:
-    if kind == "inproc":
-        return {"request": InProcessRequest(api), "get_updates_request": InProcessRequest(api)}
-    return {
-        "request": HTTPXRequest(connection_pool_size=16),
-        "get_updates_request": HTTPXRequest(read_timeout=5),
-    }
-
-
 class Driven:
     """One bot under measurement: its `Application` polling its own fake Bot API."""
 
@@ -263,31 +255,40 @@ def anchor(api: FakeBotApi, user: FakeUser) -> ChatMessage:
     return api.last_bot_message(user.id)
 
 
-async def serve_fake(args: argparse.Namespace, api: FakeBotApi) -> tuple[str, BotApiServer | None]:
-    server = BotApiServer(api) if args.transport == "http" else None
-    if server:
-        await server.start()
-    return (server.base_url if server else "http://sandbox.invalid/bot"), server
+async def serve_fake(
+    args: argparse.Namespace, api: FakeBotApi
+) -> tuple[str, BotApiServer | None, dict[str, BaseRequest]]:
+    """The fake Bot API for one bot: its base URL, its HTTP server (`--transport http`) and
+    the requests python-telegram-bot reaches it with."""
+    if args.transport == "inproc":
+        requests: dict[str, BaseRequest] = {
+            "request": InProcessRequest(api),
+            "get_updates_request": InProcessRequest(api),
+        }
+        return "http://sandbox.invalid/bot", None, requests
+    server = BotApiServer(api)
+    await server.start()
+    requests = {
+        "request": HTTPXRequest(connection_pool_size=16),
+        "get_updates_request": HTTPXRequest(read_timeout=5),
+    }
+    return server.base_url, server, requests
 
 
+@dataclass(frozen=True)
 class Workload:
     """The full stack's updates: a warm-up, then the measured rounds."""
 
-    def __init__(
-        self, warm: list[Callable[[], int]], rounds: list[Callable[[], int]], app: Any
-    ) -> None:
-        self.warm = warm
-        self.rounds = rounds
-        self.app = app
+    warm: list[Callable[[], int]]
+    rounds: list[Callable[[], int]]
+    app: Any
 
 
 async def build_lacre(args: argparse.Namespace, url: str) -> tuple[Driven, Workload]:
     app, telegram_ids, by_status, first_signer = seed(url, args.envelopes, args.users)
     api = FakeBotApi(record_calls=False, keep_updates=True)
-    base, server = await serve_fake(args, api)
-    application = build_application(
-        app, base_url=base, token=api.token, **transport(api, args.transport, server)
-    )
+    base, server, requests = await serve_fake(args, api)
+    application = build_application(app, base_url=base, token=api.token, **requests)
     people = [FakeUser(tid) for tid in telegram_ids]
     rng = random.Random(11)
     pending = list(by_status["pendente"])
@@ -349,9 +350,9 @@ async def build_lacre(args: argparse.Namespace, url: str) -> tuple[Driven, Workl
 
 async def build_echo(args: argparse.Namespace) -> Driven:
     api = FakeBotApi(record_calls=False)
-    base, server = await serve_fake(args, api)
+    base, server, requests = await serve_fake(args, api)
     builder = ApplicationBuilder().token(api.token).base_url(base)
-    for name, request in transport(api, args.transport, server).items():
+    for name, request in requests.items():
         builder = getattr(builder, name)(request)
     application = builder.build()
 

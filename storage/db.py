@@ -12,6 +12,13 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_OPTION = "lacre_write"
 
 
+def begin_on_driver(driver: Any, write: bool) -> None:
+    """Open the SQLite transaction on the sqlite3 connection, unless one is open already.
+    Writers take the lock up front: two deferred writers could both read a balance."""
+    if not driver.in_transaction:
+        driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
 def normalize_url(url: str) -> str:
     """Accept plain `postgresql://` and `postgres://` URLs; use the psycopg 3 driver."""
     for prefix in ("postgres://", "postgresql://"):
@@ -68,10 +75,6 @@ def _sqlite_engine(url: str, echo: bool, pool_size: int) -> Engine:
         assert driver is not None
         # A warm unit of work begins on the driver itself (storage/uow.py); SQLAlchemy's
         # transaction, begun for a Core statement after a prepared one, joins that one.
-        if driver.in_transaction:
-            return
-        # Writers take the lock up front: two deferred writers could both read a balance.
-        write = conn.get_execution_options().get(WRITE_OPTION, True)
-        driver.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        begin_on_driver(driver, conn.get_execution_options().get(WRITE_OPTION, True))
 
     return engine

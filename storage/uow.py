@@ -8,7 +8,7 @@ from typing import Any, Self
 
 from sqlalchemy import Connection, Engine, event
 
-from storage.db import WRITE_OPTION
+from storage.db import WRITE_OPTION, begin_on_driver
 from storage.prepared import DRIVER_IN_TRANSACTION
 from storage.repositories import (
     SqlAccountRepository,
@@ -64,10 +64,8 @@ class _Session:
     def begun(self) -> Any:
         """The driver inside the unit of work's transaction, begun at its first statement as
         the engine's `begin` event would: BEGIN IMMEDIATE for a writer, BEGIN for a reader."""
-        driver = self.driver
-        if not driver.in_transaction:
-            driver.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
-        return driver
+        begin_on_driver(self.driver, bool(self.write))
+        return self.driver
 
     def commit(self) -> None:
         # Through SQLAlchemy when it has a transaction open: it ends the driver's too.
