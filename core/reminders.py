@@ -61,6 +61,9 @@ ALERT_SWEEP_EVERY = timedelta(hours=1)
 FIRST_RUN_LOOKBACK = DAY
 # Transactions commit out of order: each expiry pass re-reads a little before its watermark.
 WATERMARK_MARGIN = timedelta(minutes=10)
+# Held renewal notices read per tick, in pages of the batch: rows of accounts still in their
+# quiet hours (a later zone) are passed over, not waited behind.
+HELD_PAGES = 20
 ID_MARGIN = 100
 
 
@@ -298,6 +301,17 @@ def renewal_step(plan: Plan, renews_at: datetime, anchor: datetime, credits: int
     )
 
 
+def _cycle_keys(account_id: int, cycle: datetime) -> tuple[str, str, str]:
+    """The ledger keys of one renewal cycle: the credits grant, the notification grant and
+    the lapse. Each entry's note is the plan the cycle renewed."""
+    day = f"{cycle:%Y-%m-%d}"
+    return (
+        f"renew:{account_id}:{day}",
+        f"renew-notif:{account_id}:{day}",
+        f"expiry:{account_id}:{day}",
+    )
+
+
 class AlertKind(StrEnum):
     NOTIFICATION = "notification"  # notification credits below the threshold
     CREDITS = "credits"  # credits do not cover the drafts' seal quotes
@@ -497,9 +511,11 @@ class ReminderRepository(Protocol):
         """The cycle's row, `claimed` (to be told now) or `held` (told after quiet hours)."""
         ...
 
-    def held_renewals(self, limit: int) -> list[HeldRenewal]:
+    def held_renewals(self, limit: int, after: int | None = None) -> list[HeldRenewal]:
         """Held renewals, oldest first. Until this transaction ends, no other release and no
-        new hold can commit, so the search's own bookkeeping cannot skip a row."""
+        new hold can commit, so the search's own bookkeeping cannot skip a row. `after`: the
+        next page, past that renewal id, in the same transaction (the mark stays as the first
+        page left it)."""
         ...
 
     def release_renewal(self, renewal_id: int) -> bool:
@@ -672,22 +688,41 @@ class Reminders:
         """Held notices of accounts whose quiet hours are over, each claimed by one process,
         with the balances and recipients of now."""
         notices: list[RenewalNotice] = []
-        held = uow.reminders.held_renewals(self.batch)
-        contexts = self._contexts(uow, {h.account_id for h in held})
-        for h in held:
-            ctx = contexts.get(h.account_id)
-            if ctx is not None and self._quiet_now(ctx, now):
-                continue
-            if not uow.reminders.release_renewal(h.renewal_id):
-                continue  # another process has it
-            plan = self._plan(ctx.account) if ctx is not None else None
-            if ctx is None or plan is None:  # nothing left to name in the message
-                uow.reminders.finish_renewal(h.renewal_id, Outcome.SKIPPED, 0, now)
-                continue
-            notice = self._renewal_notice(uow, h.renewal_id, ctx.account, plan, h.step, now)
-            if notice is not None:
-                notices.append(notice)
+        after: int | None = None
+        for _ in range(HELD_PAGES):
+            held = uow.reminders.held_renewals(self.batch, after)
+            contexts = self._contexts(uow, {h.account_id for h in held})
+            for h in held:
+                ctx = contexts.get(h.account_id)
+                if ctx is not None and self._quiet_now(ctx, now):
+                    continue
+                if not uow.reminders.release_renewal(h.renewal_id):
+                    continue  # another process has it
+                plan = None
+                if ctx is not None:
+                    plan = self._renewed_plan(uow, h) or self._plan(ctx.account)
+                if ctx is None or plan is None:  # nothing left to name in the message
+                    uow.reminders.finish_renewal(h.renewal_id, Outcome.SKIPPED, 0, now)
+                    continue
+                notice = self._renewal_notice(uow, h.renewal_id, ctx.account, plan, h.step, now)
+                if notice is not None:
+                    notices.append(notice)
+            if len(held) < self.batch:
+                break
+            after = held[-1].renewal_id
         return notices
+
+    def _renewed_plan(self, uow: ReminderUnitOfWork, held: HeldRenewal) -> Plan | None:
+        """The plan the held cycle renewed, as its ledger entries name it: the account may
+        have changed plans between the renewal and the end of its quiet hours."""
+        for key in _cycle_keys(held.account_id, held.step.cycle):
+            entry = uow.ledger.by_key(key)
+            if entry is not None and entry.note:
+                try:
+                    return self.lacre.catalogue.plan(entry.note)
+                except InvalidInput:
+                    return None  # a plan since withdrawn: the caller names the current one
+        return None
 
     def _renew_once(self, account_id: int, now: datetime) -> tuple[RenewalNotice | None, bool]:
         with self.uow() as uow:
@@ -701,13 +736,13 @@ class Reminders:
             step = renewal_step(plan, account.plan_renews_at, account.created_at, balances.credits)
             if not uow.reminders.advance_renewal(account_id, step.cycle, step.next_renewal):
                 return None, False  # another process renewed this cycle
-            cycle = f"{step.cycle:%Y-%m-%d}"
+            grant_key, grant_notification_key, expiry_key = _cycle_keys(account_id, step.cycle)
             lapse = EntryDraft(
                 account_id,
                 Pool.CREDITS,
                 -step.lapse if step.lapse else -1,
                 Reason.PLAN_EXPIRY,
-                f"expiry:{account_id}:{cycle}",
+                expiry_key,
                 note=plan.code,
             )
             lapsed = step.lapse > 0 and uow.ledger.append(lapse, now)
@@ -715,8 +750,8 @@ class Reminders:
                 uow.rollback()  # a seal spent them meanwhile: try again next tick
                 return None, False
             for pool, amount, key in (
-                (Pool.CREDITS, step.grant, f"renew:{account_id}:{cycle}"),
-                (Pool.NOTIFICATION, step.grant_notification, f"renew-notif:{account_id}:{cycle}"),
+                (Pool.CREDITS, step.grant, grant_key),
+                (Pool.NOTIFICATION, step.grant_notification, grant_notification_key),
             ):
                 if amount and uow.ledger.append(
                     EntryDraft(account_id, pool, amount, Reason.PLAN_GRANT, key, note=plan.code),

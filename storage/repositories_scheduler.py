@@ -443,12 +443,15 @@ class SqlReminderRepository:
             )
         return renewal_id
 
-    def held_renewals(self, limit: int) -> list[HeldRenewal]:
-        start = self.conn.execute(
-            select(marks.c.value).where(marks.c.name == HELD_RENEWALS).with_for_update()
-        ).scalar()
-        if start is None:
-            return []
+    def held_renewals(self, limit: int, after: int | None = None) -> list[HeldRenewal]:
+        if after is None:
+            start = self.conn.execute(
+                select(marks.c.value).where(marks.c.name == HELD_RENEWALS).with_for_update()
+            ).scalar()
+            if start is None:
+                return []
+        else:
+            start = after + 1  # a later page: this transaction holds the mark's lock already
         found = self.conn.execute(
             select(
                 renewals.c.id,
@@ -465,7 +468,7 @@ class SqlReminderRepository:
         ).all()
         # Under the lock every held row is visible here or lowers the mark when it commits.
         first = found[0].id if found else None
-        if first != start:
+        if after is None and first != start:
             self.conn.execute(
                 update(marks).where(marks.c.name == HELD_RENEWALS).values(value=first)
             )

@@ -229,6 +229,55 @@ def test_each_account_is_told_after_the_quiet_hours_of_its_own_zone(
     assert [as_utc(r[0]) for r in created] == [renews_at, renews_at]
 
 
+def test_a_plan_changed_in_the_night_leaves_the_morning_notice_naming_the_renewed_plan(
+    app: App, clock: FixedClock, db_url: str
+) -> None:
+    ana = individual(app, "Dra. Ana", MIDNIGHT)
+    sender = RecordingSender()
+    sched = instance(db_url, sender, clock=clock)
+    try:
+        sent = ticks(clock, [MIDNIGHT], sched.run, sender.log)
+        assert sent == [] and renewal_rows(app, ana.account.id) == [("held", 0)]
+        clock.set(local(SP, 2, 2))
+        with app.uow() as uow:  # at 02:00 the account moves to "Essencial"
+            uow.accounts.set_plan(ana.account.id, "essencial", datetime(2027, 1, 2, 5, tzinfo=UTC))
+            uow.commit()
+        sent = ticks(clock, [local(SP, 2, 2), EIGHT], sched.run, sender.log)
+    finally:
+        sched.close()
+    assert renewed(sent) == [(EIGHT, ana.admin.telegram_user_id)]
+    html = sent[0][1].html
+    # What renewed at midnight was "Pessoa Física", with its lapse and its grant.
+    assert "Plano Pessoa Física renovado" in html and "Essencial" not in html
+    assert "17 créditos não usados expiraram" in html and "+20 créditos do plano." in html
+
+
+def test_a_notice_past_its_quiet_hours_is_not_kept_waiting_behind_a_page_of_quiet_ones(
+    app: App, clock: FixedClock, db_url: str
+) -> None:
+    """More held notices of a later zone than one page: the tick reads on past them, so São
+    Paulo's goes at 08:00 in São Paulo, not at 08:00 in Manaus with theirs."""
+    renews_at = datetime(2026, 12, 2, 4, tzinfo=UTC)  # 00:00 in Manaus, 01:00 in São Paulo
+    manaus = [individual(app, f"Manaus {n}", renews_at, "America/Manaus") for n in range(3)]
+    sp = individual(app, "São Paulo", renews_at)
+    sender = RecordingSender()
+    sched = instance(db_url, sender, clock=clock)
+    sched.reminders.batch = 2  # a page holds two rows
+    try:
+        moments = every(renews_at, local(SP, 2, 12), timedelta(minutes=15))
+        sent = ticks(clock, moments, sched.run, sender.log)
+    finally:
+        sched.close()
+    held_first = query(app, "SELECT account_id FROM plan_renewals ORDER BY id LIMIT 2")
+    assert {r[0] for r in held_first} <= {m.account.id for m in manaus}  # the first page
+    assert renewed(sent) == [
+        (local(SP, 2, 8), sp.admin.telegram_user_id),
+        *((local(MANAUS, 2, 8), m.admin.telegram_user_id) for m in manaus),
+    ]
+    for person in (*manaus, sp):
+        assert renewal_rows(app, person.account.id) == [("sent", 1)]
+
+
 def test_a_hold_and_a_release_at_the_same_moment_never_lose_the_held_row(
     app: App, clock: FixedClock
 ) -> None:
