@@ -696,21 +696,25 @@ class Reminders:
                 ctx = contexts.get(h.account_id)
                 if ctx is not None and self._quiet_now(ctx, now):
                     continue
-                if not uow.reminders.release_renewal(h.renewal_id):
-                    continue  # another process has it
-                plan = None
-                if ctx is not None:
-                    plan = self._renewed_plan(uow, h) or self._plan(ctx.account)
-                if ctx is None or plan is None:  # nothing left to name in the message
-                    uow.reminders.finish_renewal(h.renewal_id, Outcome.SKIPPED, 0, now)
-                    continue
-                notice = self._renewal_notice(uow, h.renewal_id, ctx.account, plan, h.step, now)
+                notice = self._release_one(uow, h, ctx, now)
                 if notice is not None:
                     notices.append(notice)
             if len(held) < self.batch:
                 break
             after = held[-1].renewal_id
         return notices
+
+    def _release_one(
+        self, uow: ReminderUnitOfWork, held: HeldRenewal, ctx: _Context | None, now: datetime
+    ) -> RenewalNotice | None:
+        """Claim one held row (None if another process has it) and build its notice."""
+        if not uow.reminders.release_renewal(held.renewal_id):
+            return None
+        plan = (self._renewed_plan(uow, held) or self._plan(ctx.account)) if ctx else None
+        if ctx is None or plan is None:  # nothing left to name in the message
+            uow.reminders.finish_renewal(held.renewal_id, Outcome.SKIPPED, 0, now)
+            return None
+        return self._renewal_notice(uow, held.renewal_id, ctx.account, plan, held.step, now)
 
     def _renewed_plan(self, uow: ReminderUnitOfWork, held: HeldRenewal) -> Plan | None:
         """The plan the held cycle renewed, as its ledger entries name it: the account may

@@ -430,18 +430,17 @@ class SqlReminderRepository:
         if renewal_id is not None and state is Outcome.HELD:
             # Lowered in this transaction: the mark's row lock makes a concurrent
             # `held_renewals` wait for this commit, or this upsert wait for that one.
-            stmt = self._insert(marks).values(name=HELD_RENEWALS, value=renewal_id)
-            lowest = case(
-                (
-                    or_(marks.c.value.is_(None), marks.c.value > stmt.excluded.value),
-                    stmt.excluded.value,
-                ),
-                else_=marks.c.value,
-            )
-            self.conn.execute(
-                stmt.on_conflict_do_update(index_elements=[marks.c.name], set_={"value": lowest})
-            )
+            self._lower_mark(HELD_RENEWALS, "value", renewal_id)
         return renewal_id
+
+    def _lower_mark(self, name: str, column: str, value: Any) -> None:
+        """Set the mark's `column` to `value` unless it holds a lower one already (NULL: none)."""
+        stmt = self._insert(marks).values({"name": name, column: value})
+        current, offered = marks.c[column], stmt.excluded[column]
+        lowest = case((or_(current.is_(None), current > offered), offered), else_=current)
+        self.conn.execute(
+            stmt.on_conflict_do_update(index_elements=[marks.c.name], set_={column: lowest})
+        )
 
     def held_renewals(self, limit: int, after: int | None = None) -> list[HeldRenewal]:
         if after is None:
@@ -568,14 +567,7 @@ class SqlReminderRepository:
         return inserted.first() is not None
 
     def wake_at(self, name: str, at: datetime) -> None:
-        stmt = self._insert(marks).values(name=name, at=at)
-        earliest = case(
-            (or_(marks.c.at.is_(None), marks.c.at > stmt.excluded.at), stmt.excluded.at),
-            else_=marks.c.at,
-        )
-        self.conn.execute(
-            stmt.on_conflict_do_update(index_elements=[marks.c.name], set_={"at": earliest})
-        )
+        self._lower_mark(name, "at", at)
 
     def take_wake(self, name: str, now: datetime) -> bool:
         taken = self.conn.execute(
