@@ -143,11 +143,12 @@ class EnvelopeRow(SQLModel, table=True):
 
 class DocumentRow(SQLModel, table=True):
     __tablename__ = "documents"
+    # Read by envelope in position order (cards, reminders): the index gives that order, so
+    # SQLite sorts nothing.
+    __table_args__ = (Index("ix_documents_envelope_position", "envelope_id", "position"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    envelope_id: int = Field(
-        sa_column=Column(Integer, ForeignKey("envelopes.id"), nullable=False, index=True)
-    )
+    envelope_id: int = Field(sa_column=Column(Integer, ForeignKey("envelopes.id"), nullable=False))
     position: int
     name: str = Field(max_length=255)
     pages: int
@@ -155,11 +156,12 @@ class DocumentRow(SQLModel, table=True):
 
 class SignerRow(SQLModel, table=True):
     __tablename__ = "signers"
+    # Read by envelope in position order (cards, reminders): the index gives that order, so
+    # SQLite sorts nothing.
+    __table_args__ = (Index("ix_signers_envelope_position", "envelope_id", "position"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    envelope_id: int = Field(
-        sa_column=Column(Integer, ForeignKey("envelopes.id"), nullable=False, index=True)
-    )
+    envelope_id: int = Field(sa_column=Column(Integer, ForeignKey("envelopes.id"), nullable=False))
     position: int
     name: str = Field(max_length=200)
     email: str = Field(max_length=254)
