@@ -6,7 +6,8 @@ The mix: /envelopes and list pages, envelope cards, seal (proposal + confirmatio
 p50/p99 handler latency for both bots and the ratio.
 
     python bench/bot_throughput.py [--updates 4000] [--envelopes 10000] [--transport inproc|http]
-                                   [--repeat 3] [--echo-passes 3] [--breakdown] [--json]
+                                   [--repeat 3] [--echo-passes 3] [--concurrent N] [--breakdown]
+                                   [--json]
 """
 
 from __future__ import annotations
@@ -292,7 +293,12 @@ async def build_lacre(args: argparse.Namespace, url: str) -> tuple[Driven, Workl
     app, telegram_ids, by_status, first_signer = seed(url, args.envelopes, args.users)
     api = FakeBotApi(record_calls=False, keep_updates=True)
     base, server, requests = await serve_fake(args, api)
-    application = build_application(app, base_url=base, token=api.token, **requests)
+    # `--concurrent N`: python-telegram-bot runs up to N updates at once and the use cases go
+    # to worker threads (the PostgreSQL set-up); by default one at a time, inline (SQLite's).
+    concurrency: dict[str, Any] = (
+        {"concurrent_updates": args.concurrent, "threaded": True} if args.concurrent else {}
+    )
+    application = build_application(app, base_url=base, token=api.token, **requests, **concurrency)
     people = [FakeUser(tid) for tid in telegram_ids]
     rng = random.Random(11)
     pending = list(by_status["pendente"])
@@ -462,6 +468,9 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs (the median is printed)")
     parser.add_argument(
         "--echo-passes", type=int, default=3, help="passes of the echo bot over the payloads"
+    )
+    parser.add_argument(
+        "--concurrent", type=int, default=0, help="full stack: updates at once, in threads"
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--breakdown", action="store_true", help="p50 per kind of update")
