@@ -113,6 +113,10 @@ class LinkTokenRow(SQLModel, table=True):
     used_by_user_id: int | None = Field(default=None)
 
 
+SQLITE_SEARCH_INDEX = "ix_envelopes_search_sqlite"
+"""Only on SQLite (see `EnvelopeRow`); `storage.migrate.drift` knows it is absent elsewhere."""
+
+
 class EnvelopeRow(SQLModel, table=True):
     __tablename__ = "envelopes"
     __table_args__ = (
@@ -120,6 +124,13 @@ class EnvelopeRow(SQLModel, table=True):
         Index("ix_envelopes_account_status_expires", "account_id", "status", "expires_at"),
         Index("ix_envelopes_account_creator_status", "account_id", "created_by", "status"),
         Index("ix_envelopes_status_expires", "status", "expires_at"),
+        # A search (`search_text LIKE '%term%'`) reads this index instead of every row of the
+        # account: 4 to 5 times faster with 10,000 envelopes (bench/search.py). SQLite only:
+        # PostgreSQL refuses B-tree entries above ~2,700 bytes and `search_text` is unbounded
+        # (decision 0008).
+        Index(SQLITE_SEARCH_INDEX, "account_id", "status", "created_by", "search_text").ddl_if(
+            dialect="sqlite"
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

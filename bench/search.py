@@ -1,0 +1,105 @@
+"""The envelope list's search and tabs with 10,000 envelopes in one account, per database.
+
+`Browse.listing` as the bot calls it for `/envelopes termo` (a search: the term is saved for the
+next pages, the matches counted, a page read) and for a tab page, on a temporary SQLite file and
+on a PostgreSQL database made for the run and dropped afterwards (admin URL from
+TEST_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/test). The account is the one
+`bench/bot_throughput.py` seeds (titles of four kinds, two signers per envelope).
+
+    python bench/search.py [--envelopes 10000] [--runs 50] [--skip-postgres]
+                           [--without-search-index]
+
+`--without-search-index` drops SQLite's covering index of the search (decision 0008) first:
+the schema before migration 0007, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+from _databases import temporary_postgres, temporary_sqlite
+from bot_throughput import seed
+from sqlalchemy import text
+
+from bot.telegram.counts import TtlCountCache
+from core.browse import Browse, Tab
+from storage.tables import SQLITE_SEARCH_INDEX
+
+# (what it shows, the term): a quarter of the account, one signer, one ref, nothing.
+TERMS = (
+    ("broad title word", "locação"),
+    ("one signer's name", "Signatário 5123-B"),
+    ("one ref", "ENV-09999"),
+    ("no match", "nada disso"),
+)
+
+
+def timed(fn: Callable[[], Any], runs: int) -> tuple[float, float, Any]:
+    """p50 and p99 in milliseconds, and the last result."""
+    took, result = [], None
+    for _ in range(runs):
+        began = time.perf_counter()
+        result = fn()
+        took.append(time.perf_counter() - began)
+    took.sort()
+    return statistics.median(took) * 1000, took[int(len(took) * 0.99) - 1] * 1000, result
+
+
+def one_database(name: str, url: str, args: argparse.Namespace) -> None:
+    app, telegram_ids, _, _ = seed(url, args.envelopes, 1)
+    if args.without_search_index and app.engine.dialect.name == "sqlite":
+        with app.engine.connect() as conn:
+            conn.execute(text(f"DROP INDEX {SQLITE_SEARCH_INDEX}"))
+            conn.commit()
+    if app.engine.dialect.name == "postgresql":
+        # The steady state autovacuum reaches soon after a bulk load: planner statistics.
+        with app.engine.connect() as conn:
+            conn.execute(text("ANALYZE"))
+            conn.commit()
+    try:
+        browse = Browse(app.uow, app.lacre, app.clock, app.lacre.catalogue, TtlCountCache())
+        linked = browse.viewer(telegram_ids[0]).linked
+        assert linked is not None
+        print(f"{name}: {args.envelopes} envelopes in one account, {args.runs} runs each")
+        for label, term in TERMS:
+            p50, p99, page = timed(
+                lambda t=term: browse.listing(linked, Tab.PENDENTES, 0, t), args.runs
+            )
+            what = f"search {label:<18} {term!r:<22} {page.total:>6} found"
+            print(f"  {what:<55} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+        browse.listing(linked, Tab.PENDENTES, 0, "locação")  # saved for the next pages
+        last = timed(lambda: browse.listing(linked, Tab.BUSCA, 100, None), args.runs)
+        what = f"search {'locação'!r}, page 101 (the saved term)"
+        print(f"  {what:<55} p50 {last[0]:6.2f} ms  p99 {last[1]:6.2f} ms")
+        for tab, page in ((Tab.PENDENTES, 0), (Tab.PENDENTES, 300), (Tab.VENCENDO, 0)):
+            p50, p99, view = timed(lambda t=tab, p=page: browse.listing(linked, t, p), args.runs)
+            what = f"tab {tab.value}, page {page + 1} of {view.pages}"
+            print(f"  {what:<55} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+    finally:
+        app.engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--envelopes", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--without-search-index", action="store_true", help="SQLite: before 0007")
+    args = parser.parse_args()
+    databases: list[tuple[str, Callable[[], AbstractContextManager[str]]]] = [
+        ("SQLite file", temporary_sqlite)
+    ]
+    if not args.skip_postgres:
+        databases.append(("PostgreSQL", temporary_postgres))
+    for name, make in databases:
+        with make() as url:
+            one_database(name, url, args)
+
+
+if __name__ == "__main__":
+    main()
