@@ -23,11 +23,13 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from _databases import temporary_postgres, temporary_sqlite
-from bot_throughput import seed
-from sqlalchemy import text
+from bot_throughput import NOW, seed
+from sqlalchemy import insert, select, text, update
 
 from bot.telegram.counts import TtlCountCache
+from core.accounts import Role
 from core.browse import Browse, Tab
+from storage.repositories import envelopes, users
 from storage.tables import SQLITE_SEARCH_INDEX
 
 # (what it shows, the term): a quarter of the account, one signer, one ref, nothing.
@@ -50,8 +52,34 @@ def timed(fn: Callable[[], Any], runs: int) -> tuple[float, float, Any]:
     return statistics.median(took) * 1000, took[int(len(took) * 0.99) - 1] * 1000, result
 
 
+MEMBER_TELEGRAM_ID = 70_000
+MEMBER_ENVELOPES = 20
+
+
+def add_member(app: Any, by_status: dict[str, list[int]]) -> None:
+    """A member (sees only what they created) who created 20 of the pending envelopes, spread
+    over the account: their tab pages must not walk everyone else's."""
+    with app.engine.begin() as conn:
+        account_id = conn.execute(select(users.c.account_id)).scalars().first()
+        member_id = conn.execute(
+            insert(users).returning(users.c.id),
+            {
+                "account_id": account_id,
+                "role": Role.MEMBER.value,
+                "name": "Membro",
+                "telegram_user_id": MEMBER_TELEGRAM_ID,
+                "language": "pt-BR",
+                "created_at": NOW,
+            },
+        ).scalar_one()
+        pending = sorted(by_status["pendente"])
+        mine = pending[:: max(len(pending) // MEMBER_ENVELOPES, 1)][:MEMBER_ENVELOPES]
+        conn.execute(update(envelopes).where(envelopes.c.id.in_(mine)).values(created_by=member_id))
+
+
 def one_database(name: str, url: str, args: argparse.Namespace) -> None:
-    app, telegram_ids, _, _ = seed(url, args.envelopes, 1)
+    app, telegram_ids, by_status, _ = seed(url, args.envelopes, 1)
+    add_member(app, by_status)
     if args.without_search_index and app.engine.dialect.name == "sqlite":
         with app.engine.connect() as conn:
             conn.execute(text(f"DROP INDEX {SQLITE_SEARCH_INDEX}"))
@@ -79,6 +107,16 @@ def one_database(name: str, url: str, args: argparse.Namespace) -> None:
         for tab, page in ((Tab.PENDENTES, 0), (Tab.PENDENTES, 300), (Tab.VENCENDO, 0)):
             p50, p99, view = timed(lambda t=tab, p=page: browse.listing(linked, t, p), args.runs)
             what = f"tab {tab.value}, page {page + 1} of {view.pages}"
+            print(f"  {what:<55} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+        member = browse.viewer(MEMBER_TELEGRAM_ID).linked
+        assert member is not None
+        for label, call in (
+            ("tab pen, page 1", lambda: browse.listing(member, Tab.PENDENTES, 0)),
+            ("tab ven, page 1", lambda: browse.listing(member, Tab.VENCENDO, 0)),
+            ("search 'locação'", lambda: browse.listing(member, Tab.PENDENTES, 0, "locação")),
+        ):
+            p50, p99, view = timed(call, args.runs)
+            what = f"member ({MEMBER_ENVELOPES} of their own): {label}, {view.total} found"
             print(f"  {what:<55} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
     finally:
         app.engine.dispose()
