@@ -31,6 +31,7 @@ from typing import Any
 
 import stamina
 from _databases import temporary_postgres, temporary_sqlite
+from _timing import percentile
 from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
@@ -50,11 +51,6 @@ from storage.uow import SqlUnitOfWorkFactory
 
 SIGNERS_PER_ENVELOPE = 10
 _telegram_ids = itertools.count(10_000)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 class Sink:

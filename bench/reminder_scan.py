@@ -35,6 +35,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from _databases import temporary_postgres, temporary_sqlite
+from _timing import percentile
 from sqlalchemy import Engine, insert, text
 
 from core.envelopes import EnvelopeStatus
@@ -231,11 +232,6 @@ def timed(engine: Engine, build: Callable[[datetime], Any], runs: int) -> tuple[
                 samples.append(elapsed)
         conn.rollback()
     return samples, found
-
-
-def percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def explain(engine: Engine, stmt: Any) -> str:

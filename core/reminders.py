@@ -590,6 +590,11 @@ class _Context:
     settings: ReminderSettings
     zone: ZoneInfo
 
+    def quiet_window(self, now: datetime) -> tuple[datetime, datetime] | None:
+        """The account's quiet period that contains `now` (UTC start, UTC end), or None."""
+        quiet = self.settings.quiet
+        return quiet.window(now, self.zone) if quiet is not None else None
+
 
 def zone_of(account: Account) -> ZoneInfo:
     try:
@@ -694,7 +699,7 @@ class Reminders:
             contexts = self._contexts(uow, {h.account_id for h in held})
             for h in held:
                 ctx = contexts.get(h.account_id)
-                if ctx is not None and self._quiet_now(ctx, now):
+                if ctx is not None and ctx.quiet_window(now) is not None:
                     continue
                 notice = self._release_one(uow, h, ctx, now)
                 if notice is not None:
@@ -763,7 +768,7 @@ class Reminders:
                 ):
                     uow.ledger.credit(account_id, pool, amount)
             settings = uow.reminders.settings([account_id]).get(account_id, ReminderSettings())
-            quiet = self._quiet_now(_Context(account, settings, zone_of(account)), now)
+            quiet = _Context(account, settings, zone_of(account)).quiet_window(now) is not None
             state = Outcome.HELD if quiet else Outcome.CLAIMED
             renewal_id = uow.reminders.record_renewal(account_id, step, now, state)
             notice = None
@@ -814,7 +819,9 @@ class Reminders:
         waiting: list[datetime] = []
         for row in rows:
             ctx = contexts.get(row.account_id)
-            quiet = ctx is not None and row.deadline is not None and self._quiet_now(ctx, now)
+            quiet = (
+                ctx is not None and row.deadline is not None and ctx.quiet_window(now) is not None
+            )
             if quiet and row.deadline is not None and not self._muted(row.id):
                 waiting.append(row.deadline)  # told when the quiet hours end
                 continue
@@ -828,11 +835,6 @@ class Reminders:
                 uow.reminders.set_mark("expiry", at=upto)
                 uow.commit()
         return notices
-
-    @staticmethod
-    def _quiet_now(ctx: _Context, now: datetime) -> bool:
-        quiet = ctx.settings.quiet
-        return quiet is not None and quiet.window(now, ctx.zone) is not None
 
     def _muted(self, envelope_id: int) -> bool:
         with self.uow(write=False) as uow:
@@ -1056,7 +1058,7 @@ class Reminders:
             if account is None:
                 return []
             settings = uow.reminders.settings([account_id]).get(account_id, ReminderSettings())
-            quiet = settings.quiet.window(now, zone_of(account)) if settings.quiet else None
+            quiet = _Context(account, settings, zone_of(account)).quiet_window(now)
             drafts = uow.envelopes.query(
                 EnvelopeQuery(account_id, statuses=(EnvelopeStatus.RASCUNHO,), limit=10_000)
             )

@@ -125,7 +125,7 @@ class EnvelopeRow(SQLModel, table=True):
         Index("ix_envelopes_account_creator_status", "account_id", "created_by", "status"),
         Index("ix_envelopes_status_expires", "status", "expires_at"),
         # A search (`search_text LIKE '%term%'`) reads this index instead of every row of the
-        # account: 4 to 5 times faster with 10,000 envelopes (bench/search.py). SQLite only:
+        # account: about three times faster with 10,000 envelopes (bench/search.py). SQLite only:
         # PostgreSQL refuses B-tree entries above ~2,700 bytes and `search_text` is unbounded
         # (decision 0008).
         Index(SQLITE_SEARCH_INDEX, "account_id", "status", "created_by", "search_text").ddl_if(

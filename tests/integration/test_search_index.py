@@ -7,20 +7,14 @@ from typing import Any
 from sqlalchemy import func, inspect, select
 
 from bot.bootstrap import App
-from core.browse import Browse, Tab
-from core.envelopes import EnvelopeStatus
+from core.browse import _VISIBLE_STATUSES, Browse, Tab
 from storage.repositories import _bound_filters, envelopes
 from storage.repositories_bot import _summaries_statement
 from storage.tables import SQLITE_SEARCH_INDEX
 from tests.support.builders import envelope_json, import_envelopes, seed_account
 
-VISIBLE = (
-    EnvelopeStatus.RASCUNHO,
-    EnvelopeStatus.PENDENTE,
-    EnvelopeStatus.BLOQUEADO,
-    EnvelopeStatus.CONCLUIDO,
-    EnvelopeStatus.CANCELADO,
-)
+# The statuses a search looks in, as `Browse.listing` passes them.
+VISIBLE = _VISIBLE_STATUSES
 VALUES = {"account_id": 1, "created_by": 1, "pattern": "%locacao%", "limit": 8, "offset": 0}
 
 
