@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -19,7 +18,6 @@ from telegram.ext import (
     filters,
 )
 from telegram.request import BaseRequest
-from telegram.warnings import PTBUserWarning
 
 from bot.bootstrap import App
 from bot.i18n import t
@@ -79,13 +77,6 @@ def build_application(
     if rate_limiter is not None:
         builder = builder.rate_limiter(rate_limiter)
     application: AnyApplication = builder.build()
-    # `handlers.call` sends and edits through the public `do_api_request` on purpose (it does
-    # not parse the answer into a Message); python-telegram-bot warns about that each time.
-    warnings.filterwarnings(
-        "ignore",
-        message=r"Please use 'Bot\.(editMessageText|sendMessage)'",
-        category=PTBUserWarning,
-    )
     # The SQL unit of work carries the bot's repositories too (storage/uow.py).
     bot_uow = cast(ChatsUnitOfWorkFactory, app.uow)
     application.bot_data[h.SERVICES_KEY] = h.BotServices(

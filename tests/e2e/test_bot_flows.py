@@ -181,6 +181,8 @@ async def test_a_member_sees_only_the_envelopes_they_created(sqlite_app: App) ->
         assert "Do admin" not in (await bot.say(bruno, "/envelopes Do")).text
 
 
+# Edits, sends and answers go through `do_api_request` without its "Please use" warning.
+@pytest.mark.filterwarnings("error::telegram.warnings.PTBUserWarning")
 async def test_the_card_shows_the_envelope_and_is_edited_in_place(sqlite_app: App) -> None:
     seeded = seed_account(sqlite_app, credits=10)
     env = envelope_json(title="Contrato <de> locação & garagem", ordered=True)
@@ -210,6 +212,8 @@ async def test_the_card_shows_the_envelope_and_is_edited_in_place(sqlite_app: Ap
 
 
 # -- seal -----------------------------------------------------------------------------------------
+# Edits, sends and answers go through `do_api_request` without its "Please use" warning.
+@pytest.mark.filterwarnings("error::telegram.warnings.PTBUserWarning")
 async def test_seal_shows_cost_and_balances_and_charges_once(app: App) -> None:
     seeded = seed_account(app, credits=10)
     env_id = import_envelopes(app, seeded.account.id, envelope_json())["ENV-1001"]
