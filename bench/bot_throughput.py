@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from _timing import percentile
 from sqlalchemy import insert, select
 from telegram import Update
 from telegram.ext import (
@@ -455,7 +456,7 @@ def _figures(
         # Of which in the kernel (SQLite's file I/O and locks, the event loop's polling).
         "system_us_per_update": round(system / total * 1e6, 1) if total else None,
         "p50_ms": round(statistics.median(ordered) * 1000, 3) if ordered else None,
-        "p99_ms": round(ordered[int(len(ordered) * 0.99) - 1] * 1000, 3) if ordered else None,
+        "p99_ms": round(percentile(ordered, 99) * 1000, 3) if ordered else None,
     }
 
 

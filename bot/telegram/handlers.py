@@ -175,7 +175,7 @@ async def arrive(update: Update, context: Context) -> Viewer | None:
     current_language.set(resolve_language(tg_user.language_code))
     if chat.type != ChatType.PRIVATE:
         if update.callback_query is not None:
-            await update.callback_query.answer(plain(t("access.private_only")), show_alert=True)
+            await _answer(update.callback_query, Toast(t("access.private_only"), alert=True))
         elif update.effective_message is not None and _is_command(update.effective_message):
             await send(update, context, t("access.private_only"))
         return None
@@ -209,7 +209,7 @@ def gate(fn: LinkedHandler) -> Callable[[Update, Context], Coroutine[Any, Any, N
         me = viewer.linked
         if me is None:
             if query is not None:
-                await query.answer(plain(t("access.unlinked_short")), show_alert=True)
+                await _answer(query, Toast(t("access.unlinked_short"), alert=True))
             else:
                 await send(update, context, t("access.unlinked"))
             return
@@ -228,7 +228,8 @@ def gate(fn: LinkedHandler) -> Callable[[Update, Context], Coroutine[Any, Any, N
 
 
 async def _answer(query: CallbackQuery, toast: Toast | None) -> None:
-    """`query.answer()` with only the fields that are set: python-telegram-bot's own method
+    """Every tap's answer (`toast` as plain text, at most 200 characters), like
+    `query.answer()` but with only the fields that are set: python-telegram-bot's own method
     passes its six optional fields through `Defaults` and its request encoding on every tap."""
     params: dict[str, Any] = {"callback_query_id": query.id}
     if toast is not None:
@@ -409,7 +410,7 @@ async def stale_button(update: Update, context: Context) -> None:
         return
     query = update.callback_query
     assert query is not None
-    await query.answer(plain(t("button.invalid")), show_alert=True)
+    await _answer(query, Toast(t("button.invalid"), alert=True))
 
 
 async def language_button(update: Update, context: Context) -> None:
@@ -420,7 +421,7 @@ async def language_button(update: Update, context: Context) -> None:
     assert query is not None
     target = cb.parse(query.data)
     if not isinstance(target, cb.ChooseLanguage):
-        await query.answer(plain(t("button.invalid")), show_alert=True)
+        await _answer(query, Toast(t("button.invalid"), alert=True))
         return
     await _answer(query, await _choose_language(update, context, target.language))
 
@@ -606,7 +607,7 @@ async def on_error(update: object, context: Context) -> None:
     text = t("error.unexpected", error_id=error_id)
     try:
         if update.callback_query is not None:
-            await update.callback_query.answer(plain(text), show_alert=True)
+            await _answer(update.callback_query, Toast(text, alert=True))
         elif update.effective_chat is not None:
             await context.bot.send_message(update.effective_chat.id, text)
     except Forbidden:

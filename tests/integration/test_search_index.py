@@ -13,8 +13,6 @@ from storage.repositories_bot import _summaries_statement
 from storage.tables import SQLITE_SEARCH_INDEX
 from tests.support.builders import envelope_json, import_envelopes, seed_account
 
-# The statuses a search looks in, as `Browse.listing` passes them.
-VISIBLE = _VISIBLE_STATUSES
 VALUES = {"account_id": 1, "created_by": 1, "pattern": "%locacao%", "limit": 8, "offset": 0}
 
 
@@ -32,8 +30,8 @@ def test_on_sqlite_a_search_reads_the_covering_index_for_admins_and_members(
 ) -> None:
     for by_creator in (False, True):
         count = select(func.count()).select_from(envelopes)
-        count = count.where(*_bound_filters((VISIBLE, by_creator, False, False, True)))
-        page = _summaries_statement((VISIBLE, by_creator, True, False, False, False))
+        count = count.where(*_bound_filters((_VISIBLE_STATUSES, by_creator, False, False, True)))
+        page = _summaries_statement((_VISIBLE_STATUSES, by_creator, True, False, False, False))
         assert f"COVERING INDEX {SQLITE_SEARCH_INDEX}" in _plan(sqlite_app, count)
         assert f"INDEX {SQLITE_SEARCH_INDEX}" in _plan(sqlite_app, page)
 
