@@ -95,10 +95,21 @@ def build_application(
 def register(
     application: AnyApplication, extra_handlers: Sequence[BaseHandler[Any, Any, Any]] = ()
 ) -> None:
-    """All handlers, in order: the first that matches an update handles it."""
+    """All handlers, in order: the first that matches an update handles it.
+
+    Button handlers come first: a tap is most updates, and message and command handlers never
+    match one (their filters need a message update), so a tap skips a dozen checks. Within
+    each kind the order is the one that decides: `lang:` before the button prefixes, the
+    extra handlers before the catch-alls."""
     private = filters.ChatType.PRIVATE
+    extra_taps = [x for x in extra_handlers if isinstance(x, CallbackQueryHandler)]
+    extra_messages = [x for x in extra_handlers if not isinstance(x, CallbackQueryHandler)]
     application.add_handlers(
         [
+            CallbackQueryHandler(h.language_button, pattern=r"^lang:"),
+            CallbackQueryHandler(h.button, pattern=PREFIX_PATTERN),
+            *extra_taps,
+            CallbackQueryHandler(h.stale_button),
             # Groups see nothing of an account; commands there get "fale comigo no privado".
             MessageHandler(filters.ChatType.GROUPS, h.group_message),
             CommandHandler("start", h.start, filters=private),
@@ -109,12 +120,9 @@ def register(
             CommandHandler(["idioma", "language"], h.language, filters=private),
             CommandHandler(["ajuda", "help"], h.help_command, filters=private),
             CommandHandler(["desvincular", "unlink"], h.unlink, filters=private),
-            CallbackQueryHandler(h.language_button, pattern=r"^lang:"),
-            CallbackQueryHandler(h.button, pattern=PREFIX_PATTERN),
-            *extra_handlers,
+            *extra_messages,
             MessageHandler(filters.COMMAND & private, h.unknown_command),
             MessageHandler(filters.TEXT & ~filters.COMMAND & private, h.search_text),
-            CallbackQueryHandler(h.stale_button),
         ]
     )
     application.add_error_handler(h.on_error)

@@ -10,6 +10,7 @@ from telegram.ext import AIORateLimiter
 
 from bot.bootstrap import App
 from bot.sandbox.bot_api import FakeUser
+from bot.scheduler.handlers import handlers as scheduler_handlers
 from core.accounts import Role, User
 from core.clock import FixedClock
 from core.envelopes import EnvelopeStatus
@@ -23,6 +24,7 @@ from tests.support.builders import (
     import_envelopes,
     seed_account,
 )
+from tests.support.scheduler import rows
 
 
 def person(user: User, language: str | None = "pt-br") -> FakeUser:
@@ -530,6 +532,33 @@ async def test_unknown_commands_are_answered(sqlite_app: App) -> None:
     async with running_bot(sqlite_app) as bot:
         assert "Não conheço" in (await bot.say(ana, "/nada")).text
         assert "/envelopes" in (await bot.say(ana, "/ajuda")).text
+
+
+async def test_every_kind_of_update_reaches_its_handler_with_the_schedulers_too(
+    sqlite_app: App,
+) -> None:
+    """Registered as `lacre run` does, scheduler handlers included: taps are matched before
+    messages, so what decides is the order within each kind (`lang:` before the bot's
+    prefixes, the scheduler's buttons before the catch-all, its command before "unknown")."""
+    seeded = seed_account(sqlite_app)
+    ana = person(seeded.admin)
+    env_id = pending_envelope(sqlite_app, seeded, "ENV-1")
+    async with running_bot(sqlite_app, extra_handlers=scheduler_handlers(sqlite_app)) as bot:
+        page = await bot.say(ana, "/lembretes")
+        assert "Lembretes de prazo" in page.text
+        assert "Não conheço" in (await bot.say(ana, "/nada")).text
+        listing = await bot.say(ana, "/envelopes")
+        assert "ENV-1" in listing.text
+        answer = await bot.tap(ana, page, f"mute:{env_id}")
+        assert answer.text == "🔕 Não vou mais lembrar deste envelope."
+        answer = await bot.tap(ana, listing, "zzz")
+        assert answer.show_alert and answer.text == (
+            "Este botão não é válido ou ficou antigo. Nada foi feito."
+        )
+        await bot.tap(ana, listing, "lang:es")
+        assert bot.last(ana).text.startswith("Idioma")
+        assert "Não conheço" not in (await bot.say(ana, "/nada")).text
+    assert rows(sqlite_app, "SELECT envelope_id FROM reminder_mutes") == [(env_id,)]
 
 
 def _notifications(app: App, env_id: int) -> list[Notification]:
