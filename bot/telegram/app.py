@@ -98,7 +98,7 @@ def register(
     """All handlers, in order: the first that matches an update handles it.
 
     Button handlers come first: a tap is most updates, and message and command handlers never
-    match one (their filters need a message update), so a tap skips a dozen checks. Within
+    match one (their filters need a message update), so a tap skips ten checks. Within
     each kind the order is the one that decides: `lang:` before the button prefixes, the
     extra handlers before the catch-alls."""
     private = filters.ChatType.PRIVATE

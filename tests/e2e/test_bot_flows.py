@@ -556,8 +556,8 @@ async def test_every_kind_of_update_reaches_its_handler_with_the_schedulers_too(
             "Este botão não é válido ou ficou antigo. Nada foi feito."
         )
         await bot.tap(ana, listing, "lang:es")
-        assert bot.last(ana).text.startswith("Idioma")
-        assert "Não conheço" not in (await bot.say(ana, "/nada")).text
+        assert bot.last(ana).text == "Idioma definido: Español."
+        assert "No conozco ese comando" in (await bot.say(ana, "/nada")).text
     assert rows(sqlite_app, "SELECT envelope_id FROM reminder_mutes") == [(env_id,)]
 
 
