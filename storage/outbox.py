@@ -37,6 +37,7 @@ from storage.repositories import (
     notifications,
     users,
 )
+from storage.repositories_bot import chats
 from storage.tables_delivery import DeliveryCallbackRow, DeliveryNoticeRow
 from storage.uow import SqlUnitOfWork, SqlUnitOfWorkFactory
 
@@ -585,29 +586,29 @@ class SqlOutbox:
         return bool(result.rowcount == 1)
 
     def recipients(self, notification: Notification) -> list[Recipient]:
-        """Who hears about a row: the user who asked for it, else the account's admins."""
-        u, a = users.c, accounts.c
+        """Who hears about a row: the user who asked for it, else the account's admins, each in
+        the language chosen with /idioma, else their own. Never someone who blocked the bot
+        (not retried until they write again): if that is who asked, the admins are told."""
+        u, a, c = users.c, accounts.c, chats.c
         with self.uow(write=False) as uow:
             conn = uow.connection
             language = conn.execute(
                 select(a.language).where(a.id == notification.account_id)
             ).scalar_one()
-            linked = and_(u.account_id == notification.account_id, u.telegram_user_id.is_not(None))
+            reachable = (
+                select(u.telegram_user_id, func.coalesce(c.language, u.language).label("language"))
+                .select_from(users.outerjoin(chats, c.telegram_user_id == u.telegram_user_id))
+                .where(
+                    u.account_id == notification.account_id,
+                    u.telegram_user_id.is_not(None),
+                    c.blocked_at.is_(None),
+                )
+            )
             rows: list[Any] = []
             if notification.requested_by is not None:
-                rows = list(
-                    conn.execute(
-                        select(u.telegram_user_id, u.language).where(
-                            linked, u.id == notification.requested_by
-                        )
-                    )
-                )
+                rows = list(conn.execute(reachable.where(u.id == notification.requested_by)))
             if not rows:
                 rows = list(
-                    conn.execute(
-                        select(u.telegram_user_id, u.language)
-                        .where(linked, u.role == Role.ADMIN.value)
-                        .order_by(u.id)
-                    )
+                    conn.execute(reachable.where(u.role == Role.ADMIN.value).order_by(u.id))
                 )
         return [Recipient(int(r.telegram_user_id), r.language or language) for r in rows]

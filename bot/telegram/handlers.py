@@ -481,9 +481,11 @@ async def _resend_menu(
     if env.status is not EnvelopeStatus.PENDENTE or env.is_expired(now):
         await _card(update, context, me, envelope_id)
         return Toast(
-            render.why(
-                "envelope_state" if not env.is_expired(now) else "expired",
-                {"status": env.display_status(now)},
+            render.sentence(
+                render.why(
+                    "envelope_state" if not env.is_expired(now) else "expired",
+                    {"status": env.display_status(now)},
+                )
             ),
             alert=True,
         )
@@ -591,14 +593,25 @@ async def _choose_language(update: Update, context: Context, code: str) -> Toast
 
 
 # -- errors -----------------------------------------------------------------------------------
+async def _blocked(update: object, context: Context) -> None:
+    """Telegram refused with 403. In the user's private chat that means they blocked the bot:
+    marked, and nothing is sent to them (reminders, notices) until they write again. In a group
+    it means the bot was removed from it or muted there, which says nothing of the user."""
+    if not isinstance(update, Update):
+        return
+    tg_user, chat = update.effective_user, update.effective_chat
+    if tg_user is None or chat is None or chat.type != ChatType.PRIVATE or chat.id != tg_user.id:
+        log.info("Telegram refused a %s chat; nobody marked", chat.type if chat else "missing")
+        return
+    await services(context).run(services(context).browse.mark_blocked, tg_user.id)
+    log.info("user blocked the bot; marked and not retried")
+
+
 async def on_error(update: object, context: Context) -> None:
     """Log with an id and tell the user that id; a user who blocked the bot is marked."""
     error = context.error
-    tg_user = update.effective_user if isinstance(update, Update) else None
     if isinstance(error, Forbidden):
-        if tg_user is not None:
-            await services(context).run(services(context).browse.mark_blocked, tg_user.id)
-        log.info("user blocked the bot; marked and not retried")
+        await _blocked(update, context)
         return
     error_id = secrets.token_hex(4)
     log.error("update failed [error %s]", error_id, exc_info=error)
@@ -611,7 +624,6 @@ async def on_error(update: object, context: Context) -> None:
         elif update.effective_chat is not None:
             await context.bot.send_message(update.effective_chat.id, text)
     except Forbidden:
-        if tg_user is not None:
-            await services(context).run(services(context).browse.mark_blocked, tg_user.id)
+        await _blocked(update, context)
     except TelegramError as exc:
         log.warning("could not tell the user about error %s: %s", error_id, exc.message)

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from bot.i18n import Raw, current_language, t
 from bot.telegram import callbacks as cb
-from bot.telegram.render import amount, money
+from bot.telegram.render import amount, money, number
 from core.browse import (
     STATUS_TAB,
     CardAction,
@@ -103,8 +103,9 @@ def envelope_list(view: EnvelopePage) -> Markup | None:
     rows: list[Sequence[InlineButton]] = [
         (_item(language, env.id, env.title, env.ref),) for env in view.items
     ]
-    # Counts as text: the labels show them so, and 1 and True must not share an entry.
-    counts = tuple(str(view.counts.get(tab, 0)) for tab in TAB_ORDER)
+    # Counts as the labels show them, in the user's locale ("1.234" in pt-BR, as in the list's
+    # header); as text, 1 and True cannot share an entry of the cache.
+    counts = tuple(number(view.counts.get(tab, 0)) for tab in TAB_ORDER)
     rows += _list_tail(language, view.tab, view.page, view.pages, counts)
     return markup(rows)
 

@@ -131,7 +131,8 @@ def envelope_list(view: EnvelopePage) -> str:
 
 # -- the card -------------------------------------------------------------------------------
 def envelope_card(card: EnvelopeCard) -> str:
-    """ "Informações do Envelope"; long signer lists are cut to stay under 4096 characters."""
+    """ "Informações do Envelope"; long lists of documents or signers are cut to stay under
+    4096 characters, so the card is still edited in place."""
     env, now = card.envelope, card.now
     head = [
         t("card.title"),
@@ -171,12 +172,41 @@ def envelope_card(card: EnvelopeCard) -> str:
                 notice=Raw(extra),
             )
         )
-    fixed = "\n".join([*head, "", *docs, ""])
-    body = signer_lines
-    while len(fixed) + len("\n".join(body)) > _CARD_BUDGET and len(body) > 2:
-        hidden = len(signer_lines) - len(body) + 1
-        body = [*body[:-2], t("card.more_signers", count=Raw(number(hidden)))]
-    return fixed + "\n".join(body)
+    return "\n".join(
+        [*head, "", *_fit(len("\n".join(head)) + 2, [docs, signer_lines], _CARD_BUDGET)]
+    )
+
+
+def _fit(used: int, sections: list[list[str]], budget: int) -> list[str]:
+    """Sections (a heading, then one line each) in `budget - used` characters: while they do
+    not fit, the longest one loses its last line, and says "… e mais N" for what it hides.
+    Hundreds of signers, or of long document names, still make a card Telegram edits."""
+    if used + sum(len(line) + 1 for lines in sections for line in lines) <= budget:
+        return [line for i, lines in enumerate(sections) for line in ([""] if i else []) + lines]
+    shown = [len(lines) - 1 for lines in sections]
+
+    def cut(i: int) -> list[str]:
+        lines = sections[i]
+        hidden = len(lines) - 1 - shown[i]
+        kept = lines[: 1 + shown[i]]
+        return [*kept, t("card.more", count=Raw(number(hidden)))] if hidden else kept
+
+    def size(lines: list[str]) -> int:
+        return sum(len(line) + 1 for line in lines)
+
+    while used + sum(size(cut(i)) for i in range(len(sections))) > budget:
+        longest = max(
+            (i for i in range(len(sections)) if shown[i]),
+            key=lambda i: size(cut(i)),
+            default=None,
+        )
+        if longest is None:
+            break
+        shown[longest] -= 1
+    out: list[str] = []
+    for i in range(len(sections)):
+        out += [*([""] if i else []), *cut(i)]
+    return out
 
 
 # -- confirmations and receipts --------------------------------------------------------------
@@ -234,6 +264,12 @@ def why(reason: str, data: dict[str, object]) -> str:
         status=t(f"status.{data.get('status', 'pendente')}"),
         region=str(data.get("region", "")),
     )
+
+
+def sentence(text: str) -> str:
+    """A reason shown on its own: its first letter up, the rest as written (`str.capitalize`
+    would lower a status or a region code: "(Concluído)", "(BR)")."""
+    return text[:1].upper() + text[1:]
 
 
 def channel_menu(choice: ResendChoice) -> str:
@@ -394,7 +430,7 @@ def refusal(exc: DomainError) -> str:
             now=Raw(number(int(data.get("now", 0)))),
         )
     if code in ("channel_unavailable", "cooldown"):
-        return why(str(data.get("reason", "nobody")), data).capitalize()
+        return sentence(why(str(data.get("reason", "nobody")), data))
     if code == "cap_reached":
         return t("send.cap", cap=Raw(number(int(data.get("cap", 0)))))
     if code == "conflict":

@@ -3,6 +3,7 @@ the fake Bot API on 127.0.0.1 (its base URL plays TELEGRAM_API_BASE_URL)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -513,6 +514,24 @@ async def test_a_user_who_blocked_the_bot_is_marked_and_cleared_when_back(
         bot.api.unblock(ana.id)
         assert "Saldo" in (await bot.say(ana, "/saldo")).text
         assert not browse.is_blocked(ana.id)
+
+
+async def test_a_403_in_a_group_does_not_mark_the_user_who_wrote_there(
+    sqlite_app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bot was removed from a group: its "talk in private" answer there gets a 403. That
+    says nothing of Ana, whose reminders and notices must still reach her in private."""
+    seeded = seed_account(sqlite_app)
+    ana = person(seeded.admin)
+    caplog.set_level(logging.INFO, logger="bot")
+    async with running_bot(sqlite_app) as bot:
+        browse = bot.application.bot_data["lacre.services"].browse
+        bot.api.fail_next("sendMessage", 403, "Forbidden: bot was kicked from the group chat")
+        bot.api.send_text(ana, "/saldo", chat_id=-100123, chat_type="supergroup")
+        await bot.api.wait_for(lambda: "nobody marked" in caplog.text)
+        assert bot.api.count("sendMessage") == 1  # the answer that got 403, not retried
+        assert not browse.is_blocked(ana.id)
+        assert "Saldo" in (await bot.say(ana, "/saldo")).text
 
 
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")

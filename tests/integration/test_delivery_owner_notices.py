@@ -13,9 +13,12 @@ from bot.delivery.owner_notices import TelegramMessenger
 from bot.delivery.worker import OutboxWorker
 from bot.sandbox.bot_api import DEFAULT_TOKEN, BotApiServer, FakeBotApi, FakeUser
 from bot.sandbox.twilio_api import TwilioApiServer
+from core.accounts import Role
+from core.browse import Browse
 from core.notifications import Channel, DeliveryStatus
 from storage.outbox import SqlOutbox
 from storage.uow import SqlUnitOfWorkFactory
+from tests.support.builders import linked_user
 from tests.support.delivery import (
     MARIA,
     assert_audit_clean,
@@ -122,4 +125,44 @@ async def test_a_refused_sms_is_reported_in_the_owners_telegram_chat(
     assert "Motivo: o número não é de celular" in notice.text
     assert "1 crédito de notificação foi devolvido" in notice.text
     assert "<b>Contrato de locação</b>" in notice.html
+    assert_audit_clean(app)
+
+
+async def test_an_owner_who_blocked_the_bot_is_not_told_again_the_other_admins_are(
+    app: App, twilio: TwilioApiServer, telegram: Telegram
+) -> None:
+    """The admin who asked for the SMS blocked the bot (marked after a 403): the failure goes
+    to the account's other admin, in the language she chose with /idioma, and not to him."""
+    sealed = sealed_envelope(app)
+    asker = FakeUser(sealed.seeded.admin.telegram_user_id or 0)
+    carla = linked_user(app, sealed.seeded.account.id, Role.ADMIN, "Carla Admin")
+    other = FakeUser(carla.telegram_user_id or 0)
+    for person in (asker, other):
+        telegram.api.send_text(person, "/start")
+    browse = Browse(app.uow, app.lacre, app.clock, app.lacre.catalogue)  # type: ignore[arg-type]
+    browse.set_language(other.id, "en")
+    sent = app.lacre.request_send(
+        sealed.seeded.admin.id, sealed.envelope_id, sealed.maria_id, Channel.SMS, "tap-1"
+    )
+    assert browse.mark_blocked(asker.id) is True
+    twilio.api.refuse_number(MARIA, 21614)
+    sender = twilio_sender(twilio, "https://lacre.example.com")
+    work = OutboxWorker(
+        outbox=SqlOutbox(SqlUnitOfWorkFactory(app.engine)),
+        lacre=app.lacre,
+        clock=app.clock,
+        messages=sender,
+        messenger=TelegramMessenger(telegram.bot),
+    )
+    try:
+        await work.run_once()
+        await work.run_once()
+    finally:
+        await sender.close()
+
+    assert row(app, sent.notification.id).status is DeliveryStatus.FAILED
+    assert telegram.api.bot_messages(asker.id) == []
+    [notice] = telegram.api.bot_messages(other.id)
+    assert "The signature request was not delivered" in notice.text
+    assert "Maria Souza" in notice.text
     assert_audit_clean(app)

@@ -109,10 +109,22 @@ def test_the_list_keyboard_has_items_pager_tabs_with_counts_and_search() -> None
         [(title.replace("7", "8") + " · ENV-8", "env:8")],
         [("◀ Anterior", "ls:pen:0"), ("Próxima ▶", "ls:pen:2")],
         [("» Pendentes (12)", "ls:pen:0"), ("Vencendo (1)", "ls:ven:0")],
-        [("Rascunhos (1234)", "ls:ras:0"), ("Bloqueados (0)", "ls:blo:0")],
+        [("Rascunhos (1.234)", "ls:ras:0"), ("Bloqueados (0)", "ls:blo:0")],
         [("Concluídos (0)", "ls:con:0"), ("Cancelados (0)", "ls:can:0")],
         [("🔎 Buscar", "find")],
     ]
+
+
+def test_tab_counts_are_grouped_as_numbers_are_in_each_language() -> None:
+    """The labels say the counts as the list's header does: 1.234 in pt-BR and es, 1,234 in
+    English, and a cached tab row of one language is not served to another."""
+    drafts = {"pt-BR": "Rascunhos (1.234)", "es": "Borradores (1.234)", "en": "Drafts (1,234)"}
+    for _ in range(2):
+        for language, label in drafts.items():
+            assert in_language(language, lambda: kb.envelope_list(page()))[4][0] == (
+                label,
+                "ls:ras:0",
+            )
 
 
 def test_cached_keyboards_follow_the_language_of_each_update() -> None:

@@ -55,6 +55,36 @@ def test_a_card_with_hundreds_of_long_signer_names_stays_under_the_limit() -> No
     parse_html(html)
 
 
+def test_a_card_with_many_long_document_names_stays_under_the_limit_and_says_what_it_hides() -> (
+    None
+):
+    """40 documents of 200 characters (no cap on import) made a card of 8,915 characters,
+    which was then sent again in three parts instead of edited. Both lists are cut, the longer
+    first, and each says how many of its lines it hides."""
+    env = envelope(signers=30, name="S" * 120)
+    env.documents = [Document(f"{i:02d}-" + "d" * 196 + ".pdf", 3) for i in range(40)]
+    html = render.envelope_card(card_for(env))
+    assert len(html) < render.MAX_MESSAGE
+    parse_html(html)
+    lines = html.split("\n")
+    docs_at, signers_at = lines.index("<b>Documentos</b>"), lines.index("<b>Signatários</b>")
+    doc_lines = lines[docs_at + 1 : signers_at - 1]
+    signer_lines = lines[signers_at + 1 :]
+    hidden_docs = 40 - (len(doc_lines) - 1)
+    hidden_signers = 30 - (len(signer_lines) - 1)
+    assert doc_lines[-1] == f"… e mais {hidden_docs}" and hidden_docs > 0
+    assert signer_lines[-1] == f"… e mais {hidden_signers}" and hidden_signers > 0
+    # The first lines of each list are kept, in order.
+    assert doc_lines[0].startswith("• 00-ddd") and doc_lines[1].startswith("• 01-ddd")
+    assert len(doc_lines) >= 2 and len(signer_lines) >= 2
+
+
+def test_a_card_that_fits_is_not_cut() -> None:
+    html = render.envelope_card(card_for(envelope(signers=12)))
+    assert "… e mais" not in html
+    assert html.count("Maria ") == 12
+
+
 def test_long_texts_split_at_line_breaks_under_4096_characters() -> None:
     lines = [f"<b>linha {i}</b> " + "x" * 90 for i in range(200)]
     parts = render.split_html("\n".join(lines))
@@ -94,13 +124,17 @@ def test_every_text_key_the_bot_uses_exists_in_every_language() -> None:
     import re
     from pathlib import Path
 
+    import bot
     from bot.i18n import catalog
     from core.browse import Tab
     from core.confirmations import TRANSITIONS
+    from core.delivery import REASONS
     from core.ledger import Reason
     from core.notifications import Channel, DeliveryStatus
 
-    source = "\n".join(p.read_text() for p in (Path(render.__file__).parent).glob("*.py"))
+    # All of bot/: the delivery notices and the scheduler's nudges use `t` too, and a key
+    # missing everywhere would show as itself, not fail.
+    source = "\n".join(p.read_text() for p in Path(bot.__file__).parent.rglob("*.py"))
     literal = set(re.findall(r'(?:\bt|label|label_in)\(\s*(?:language,\s*)?"([a-z_.\-]+)"', source))
     dynamic = {
         *(f"tab.{t.value}" for t in Tab),
@@ -110,6 +144,8 @@ def test_every_text_key_the_bot_uses_exists_in_every_language() -> None:
         *(f"channel.{c.value}" for c in Channel),
         *(f"kb.channel.{c.value}" for c in Channel),
         *(f"delivery.{d.value}" for d in DeliveryStatus),
+        *(f"delivery.reason.{r}" for r in REASONS),
+        *(f"delivery.channel.{c}" for c in Channel),
         "delivery.refunded",
         *(f"ledger.{r.value}" for r in Reason),
         *(f"{a.value}.confirm" for a in TRANSITIONS),
@@ -125,7 +161,7 @@ def test_every_text_key_the_bot_uses_exists_in_every_language() -> None:
         *(f"cmd.{c}" for c in ("envelopes", "saldo", "planos", "historico", "lembretes")),
         *(f"cmd.{c}" for c in ("idioma", "ajuda", "desvincular")),
     }
-    assert len(literal) > 60
+    assert len(literal) > 150
     for language in LANGUAGES:
         missing = sorted(k for k in literal | dynamic if not catalog(language).get(k))
         assert missing == [], language
