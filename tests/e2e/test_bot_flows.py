@@ -12,42 +12,20 @@ from telegram.ext import AIORateLimiter
 from bot.bootstrap import App
 from bot.sandbox.bot_api import FakeUser
 from bot.scheduler.handlers import handlers as scheduler_handlers
-from core.accounts import Role, User
+from core.accounts import Role
 from core.clock import FixedClock
 from core.envelopes import EnvelopeStatus
 from core.ledger import Pool, Reason
 from core.notifications import Channel, DeliveryStatus, Notification
 from storage.audit import audit
+from tests.support.bot_flows import balances, pending_envelope, person, signer_id
 from tests.support.bot_harness import running_bot
 from tests.support.builders import (
-    Seeded,
     envelope_json,
     import_envelopes,
     seed_account,
 )
 from tests.support.scheduler import rows
-
-
-def person(user: User, language: str | None = "pt-br") -> FakeUser:
-    assert user.telegram_user_id is not None
-    return FakeUser(user.telegram_user_id, user.name.split()[0], language)
-
-
-def balances(app: App, seeded: Seeded) -> tuple[int, int]:
-    b = app.lacre.balances(seeded.account.id)
-    return b.credits, b.notification_credits
-
-
-def pending_envelope(app: App, seeded: Seeded, ref: str = "ENV-1001", **extra: object) -> int:
-    env_id = import_envelopes(app, seeded.account.id, envelope_json(ref, **extra))[ref]
-    app.lacre.seal(seeded.admin.id, env_id)
-    return env_id
-
-
-def signer_id(app: App, seeded: Seeded, env_id: int, email: str) -> int:
-    found = app.lacre.envelope(seeded.admin.id, env_id).signer_by_email(email).id
-    assert found is not None
-    return found
 
 
 # -- linking and access -------------------------------------------------------------------------
@@ -222,8 +200,7 @@ async def test_seal_shows_cost_and_balances_and_charges_once(app: App) -> None:
     env_id = import_envelopes(app, seeded.account.id, envelope_json())["ENV-1001"]
     ana = person(seeded.admin)
     async with running_bot(app) as bot:
-        card = await bot.say(ana, "/envelopes")
-        await bot.tap(ana, card, f"env:{env_id}")
+        card = await bot.card(ana, env_id)
         await bot.press(ana, card, "Lacrar")
         assert "Custo: 3 créditos" in card.text
         assert "Saldo de créditos: 40 → 37" in card.text
@@ -312,8 +289,7 @@ async def test_block_unblock_and_cancel_each_state_their_rule_before_acting(
     env_id = pending_envelope(sqlite_app, seeded)
     ana = person(seeded.admin)
     async with running_bot(sqlite_app) as bot:
-        card = await bot.say(ana, "/envelopes")
-        await bot.tap(ana, card, f"env:{env_id}")
+        card = await bot.card(ana, env_id)
         await bot.press(ana, card, "Bloquear Envelope")
         assert "não conseguem abrir" in card.text and "ninguém assinou" in card.text
         await bot.press(ana, card, "Confirmar")
@@ -342,8 +318,7 @@ async def test_block_is_refused_once_someone_signed(sqlite_app: App) -> None:
     sqlite_app.lacre.record_signature("ENV-1001", "maria@example.com", seeded.account.id)
     ana = person(seeded.admin)
     async with running_bot(sqlite_app) as bot:
-        card = await bot.say(ana, "/envelopes")
-        await bot.tap(ana, card, f"env:{env_id}")
+        card = await bot.card(ana, env_id)
         assert "Bloquear Envelope" not in [b["text"] for b in card.buttons()]
         answer = await bot.tap(ana, card, f"env:{env_id}:block")
         assert answer.show_alert and "já assinou" in (answer.text or "")

@@ -10,36 +10,14 @@ import pytest
 from sqlalchemy import text
 
 from bot.bootstrap import App
-from bot.sandbox.bot_api import FakeUser
 from core.accounts import Role, User
 from core.browse import Browse
 from core.confirmations import Confirmations
 from core.errors import DomainError
 from core.notifications import Channel
+from tests.support.bot_flows import person, snapshot
 from tests.support.bot_harness import running_bot
 from tests.support.builders import Seeded, envelope_json, import_envelopes, seed_account
-
-
-def person(user: User) -> FakeUser:
-    assert user.telegram_user_id is not None
-    return FakeUser(user.telegram_user_id, user.name.split()[0])
-
-
-def snapshot(app: App) -> dict[str, Any]:
-    """Everything a tap could change: balances, statuses, outbox, ledger, confirmations."""
-    with app.engine.connect() as conn:
-
-        def rows(sql: str) -> list[tuple[Any, ...]]:
-            return [tuple(r) for r in conn.execute(text(sql))]
-
-        return {
-            "accounts": rows("SELECT id, credits, notification_credits FROM accounts ORDER BY id"),
-            "envelopes": rows("SELECT id, status, version FROM envelopes ORDER BY id"),
-            "signers": rows("SELECT id, status FROM signers ORDER BY id"),
-            "notifications": rows("SELECT id FROM notifications ORDER BY id"),
-            "ledger": rows("SELECT id FROM ledger_entries ORDER BY id"),
-            "confirmations": rows("SELECT nonce, used_at FROM bot_confirmations ORDER BY nonce"),
-        }
 
 
 def two_accounts(app: App) -> tuple[Seeded, Seeded, dict[str, int], dict[str, int]]:

@@ -51,6 +51,23 @@ async def telegram() -> AsyncIterator[Telegram]:
         await server.stop()
 
 
+async def send_and_report(app: App, twilio: TwilioApiServer, telegram: Telegram) -> None:
+    """The outbox worker's two passes: send to the fake Twilio, then tell the owners."""
+    sender = twilio_sender(twilio, "https://lacre.example.com")
+    work = OutboxWorker(
+        outbox=SqlOutbox(SqlUnitOfWorkFactory(app.engine)),
+        lacre=app.lacre,
+        clock=app.clock,
+        messages=sender,
+        messenger=TelegramMessenger(telegram.bot),
+    )
+    try:
+        await work.run_once()
+        await work.run_once()
+    finally:
+        await sender.close()
+
+
 async def test_a_notice_reaches_the_owner_as_html(telegram: Telegram) -> None:
     owner = FakeUser(501)
     telegram.api.send_text(owner, "/start")
@@ -104,19 +121,7 @@ async def test_a_refused_sms_is_reported_in_the_owners_telegram_chat(
         sealed.seeded.admin.id, sealed.envelope_id, sealed.maria_id, Channel.SMS, "tap-1"
     )
     twilio.api.refuse_number(MARIA, 21614)
-    sender = twilio_sender(twilio, "https://lacre.example.com")
-    work = OutboxWorker(
-        outbox=SqlOutbox(SqlUnitOfWorkFactory(app.engine)),
-        lacre=app.lacre,
-        clock=app.clock,
-        messages=sender,
-        messenger=TelegramMessenger(telegram.bot),
-    )
-    try:
-        await work.run_once()
-        await work.run_once()
-    finally:
-        await sender.close()
+    await send_and_report(app, twilio, telegram)
 
     assert row(app, sent.notification.id).status is DeliveryStatus.FAILED
     [notice] = telegram.api.bot_messages(owner.id)
@@ -146,19 +151,7 @@ async def test_an_owner_who_blocked_the_bot_is_not_told_again_the_other_admins_a
     )
     assert browse.mark_blocked(asker.id) is True
     twilio.api.refuse_number(MARIA, 21614)
-    sender = twilio_sender(twilio, "https://lacre.example.com")
-    work = OutboxWorker(
-        outbox=SqlOutbox(SqlUnitOfWorkFactory(app.engine)),
-        lacre=app.lacre,
-        clock=app.clock,
-        messages=sender,
-        messenger=TelegramMessenger(telegram.bot),
-    )
-    try:
-        await work.run_once()
-        await work.run_once()
-    finally:
-        await sender.close()
+    await send_and_report(app, twilio, telegram)
 
     assert row(app, sent.notification.id).status is DeliveryStatus.FAILED
     assert telegram.api.bot_messages(asker.id) == []

@@ -36,6 +36,12 @@ class BotHarness:
     async def press(self, user: FakeUser, message: ChatMessage, label: str) -> CallbackAnswer:
         return await self.api.answered(self.api.press(user, message, label))
 
+    async def card(self, user: FakeUser, envelope_id: int) -> ChatMessage:
+        """/envelopes, then the envelope's card, edited into that same message."""
+        message = await self.say(user, "/envelopes")
+        await self.tap(user, message, f"env:{envelope_id}")
+        return message
+
     def last(self, user: FakeUser) -> ChatMessage:
         return self.api.last_bot_message(user.id)
 
