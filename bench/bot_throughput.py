@@ -50,6 +50,7 @@ from core.accounts import Role
 from core.clock import FixedClock
 from storage import migrate
 from storage.audit import audit
+from storage.checkpoints import WalCheckpointer
 from storage.repositories import documents, envelopes, fold, signers, users
 from storage.repositories_bot import confirmations
 
@@ -411,6 +412,9 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         lacre, work = await build_lacre(args, f"sqlite:///{Path(tmp) / 'bench.db'}")
         echo = await build_echo(args)
+        # As `lacre run` does on a SQLite file (decision 0009).
+        checkpoints = WalCheckpointer(work.app.engine)
+        checkpoints.start()
         await lacre.start()
         await echo.start()
         try:
@@ -434,6 +438,7 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
             gc.unfreeze()
             await lacre.stop()
             await echo.stop()
+            checkpoints.stop()
         with work.app.engine.connect() as conn:
             problems = audit(conn)
         work.app.engine.dispose()

@@ -33,6 +33,7 @@ from bot.telegram.app import AnyApplication, build_application
 from bot.telegram.handlers import SERVICES_KEY, BotServices
 from core.notifications import Channel
 from storage import migrate
+from storage.checkpoints import WalCheckpointer
 from storage.outbox import SqlOutbox
 from storage.uow import SqlUnitOfWorkFactory
 
@@ -70,6 +71,7 @@ class Runtime:
     worker: OutboxWorker = field(init=False)
     http: HttpServer = field(init=False)
     scheduler: SchedulerService = field(init=False)
+    checkpoints: WalCheckpointer = field(init=False)
     _twilio: TwilioSender | None = field(init=False, default=None)
     _polling: bool = field(init=False, default=False)
 
@@ -133,6 +135,7 @@ class Runtime:
         self.scheduler = build_scheduler(
             self.app, self.application.bot, interval_seconds=self.scheduler_interval
         )
+        self.checkpoints = WalCheckpointer(self.app.engine)
 
     def _database_answers(self) -> bool:
         try:
@@ -144,8 +147,10 @@ class Runtime:
         return True
 
     async def start(self) -> None:
-        """HTTP first (callbacks and webhooks need it), then Telegram, worker, scheduler."""
+        """HTTP first (callbacks and webhooks need it), then Telegram, worker, scheduler;
+        on a SQLite file the WAL checkpoints before all of them (decision 0009)."""
         s = self.app.settings
+        self.checkpoints.start()
         await self.http.start()
         await self.application.initialize()
         # post_init (the command menus) runs only inside run_polling(); our loop calls it.
@@ -182,6 +187,7 @@ class Runtime:
         await self.http.stop()
         if self._twilio is not None:
             await self._twilio.close()
+        await asyncio.to_thread(self.checkpoints.stop)
 
 
 def freeze_startup_heap() -> None:

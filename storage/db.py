@@ -9,6 +9,12 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.pool import StaticPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Pages of WAL after which a COMMIT checkpoints by itself (SQLite's default is 1,000). With
+# writes arriving all the time the background checkpoints of `storage.checkpoints` rarely
+# find the log fully copied at the moment a writer could restart it, so the log outgrows
+# 1,000 pages and, at SQLite's default, every COMMIT would then checkpoint (and sync) on the
+# event loop. 10,000 pages (40 MB) bounds the log should that thread stop or fall behind.
+SQLITE_AUTOCHECKPOINT_PAGES = 10_000
 WRITE_OPTION = "lacre_write"
 
 
@@ -63,6 +69,8 @@ def _sqlite_engine(url: str, echo: bool, pool_size: int) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             # NORMAL is durable across application crashes in WAL mode; see decision 0002.
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # A backstop only: `lacre run` checkpoints on a thread of its own (decision 0009).
+            cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

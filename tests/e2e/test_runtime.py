@@ -76,6 +76,9 @@ async def test_a_linked_owner_seals_and_the_signers_get_their_emails(
     db_url: str, clock: FixedClock, smtp: Smtp
 ) -> None:
     async with running(db_url, clock, smtp) as r:
+        runtime = r.runtime
+        # On a SQLite file the WAL is checkpointed by a thread of its own (decision 0009).
+        assert runtime.checkpoints.running is (r.app.engine.dialect.name == "sqlite")
         account = r.app.lacre.create_account("Imobiliária Sol", "essencial")
         env_id = import_envelopes(r.app, account.id, envelope_json())["ENV-1001"]
         token = r.app.lacre.create_link_token(account.id, Role.ADMIN)
@@ -100,6 +103,9 @@ async def test_a_linked_owner_seals_and_the_signers_get_their_emails(
         assert r.app.lacre.balances(account.id).credits == 30 - 3
         with r.app.engine.connect() as conn:
             assert audit(conn) == []
+    assert not runtime.checkpoints.running
+    if runtime.checkpoints.applies:
+        assert runtime.checkpoints.passes >= 1  # its last pass, at the latest
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
