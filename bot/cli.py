@@ -20,6 +20,11 @@ from core.errors import DomainError
 from core.importing import parse_import
 from storage import migrate
 from storage.audit import audit
+from storage.db import refresh_statistics
+
+# Envelopes created or updated by one import from which PostgreSQL's statistics are refreshed
+# at once rather than by autovacuum a minute later (storage.db.refresh_statistics).
+ANALYZE_AFTER = 500
 
 
 class CliError(Exception):
@@ -148,6 +153,8 @@ def cmd_envelopes_import(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"cannot read {path}: {exc.strerror}", code="file") from exc
     app = _ready(args, settings)
     result = app.lacre.import_envelopes(parse_import(raw, app.lacre.phones))
+    if len(result.created) + len(result.updated) >= ANALYZE_AFTER:
+        refresh_statistics(app.engine)
     _emit(
         args,
         {"created": result.created, "updated": result.updated, "unchanged": result.unchanged},

@@ -86,3 +86,18 @@ def _sqlite_engine(url: str, echo: bool, pool_size: int) -> Engine:
         begin_on_driver(driver, conn.get_execution_options().get(WRITE_OPTION, True))
 
     return engine
+
+
+# Tables a bulk import of envelopes fills, whose statistics the planner reads for the lists.
+IMPORTED_TABLES = ("envelopes", "documents", "signers")
+
+
+def refresh_statistics(engine: Engine, tables: tuple[str, ...] = IMPORTED_TABLES) -> bool:
+    """After a bulk write on PostgreSQL, ANALYZE now: until autovacuum gets to it (about a
+    minute), the planner keeps the row counts of before and plans an account's list as if it
+    were empty. SQLite plans from its indexes alone here (no `sqlite_stat1`): nothing to do."""
+    if engine.dialect.name != "postgresql":
+        return False
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE " + ", ".join(tables))
+    return True

@@ -16,7 +16,7 @@ from bot.cli import main
 from bot.settings import Settings
 from core.accounts import Role
 from storage import migrate
-from storage.db import make_engine
+from storage.db import make_engine, refresh_statistics
 from tests.conftest import make_settings
 from tests.support.builders import envelope_json
 from tests.support.databases import fresh_postgres, fresh_sqlite
@@ -501,3 +501,55 @@ def test_a_cli_command_leaves_no_database_connection_open(
             ).scalar_one()
         engine.dispose()
         assert others == 0
+
+
+def test_a_large_import_refreshes_postgresqls_statistics_at_once(
+    run: Callable[[Settings], Cli], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until autovacuum analyses the tables (about a minute), PostgreSQL plans an account's
+    freshly imported list from the row counts of before. An import of `ANALYZE_AFTER`
+    envelopes or more runs ANALYZE itself; a small one leaves it to autovacuum."""
+    monkeypatch.setattr("bot.cli.ANALYZE_AFTER", 3)
+    with fresh_postgres() as url:
+        lacre = run(make_settings(url))
+        account_id = new_account(lacre)
+        engine = create_engine(url)
+
+        def analysed() -> dict[str, bool]:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    text(
+                        "SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                        "WHERE relname IN ('envelopes', 'documents', 'signers')"
+                    )
+                )
+                return {name: bool(done) for name, done in rows}
+
+        try:
+            small = write_import(tmp_path, account_id, envelope_json("ENV-1"))
+            assert lacre("envelopes", "import", small).code == 0
+            assert analysed() == {"envelopes": False, "documents": False, "signers": False}
+            large = write_import(
+                tmp_path, account_id, *(envelope_json(f"ENV-{i}") for i in range(2, 5))
+            )
+            assert lacre("envelopes", "import", large).out == (
+                "imported: 3 created, 0 updated, 0 unchanged\n"
+            )
+            assert analysed() == {"envelopes": True, "documents": True, "signers": True}
+        finally:
+            engine.dispose()
+
+
+def test_statistics_are_left_to_sqlite(db_file: str) -> None:
+    engine = make_engine(db_file)
+    try:
+        assert refresh_statistics(engine) is False
+        with engine.connect() as conn:
+            assert (
+                conn.execute(
+                    text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")
+                ).scalar_one()
+                == 0
+            )
+    finally:
+        engine.dispose()
