@@ -147,10 +147,10 @@ class Runtime:
         return True
 
     async def start(self) -> None:
-        """HTTP first (callbacks and webhooks need it), then Telegram, worker, scheduler;
-        on a SQLite file the WAL checkpoints before all of them (decision 0009)."""
+        """HTTP first (callbacks and webhooks need it), then Telegram, worker, scheduler and,
+        on a SQLite file, the WAL checkpoints (decision 0009): last, so that a part that fails
+        to start leaves no thread behind."""
         s = self.app.settings
-        self.checkpoints.start()
         await self.http.start()
         await self.application.initialize()
         # post_init (the command menus) runs only inside run_polling(); our loop calls it.
@@ -172,6 +172,7 @@ class Runtime:
             self._polling = True
         await self.worker.start()
         await self.scheduler.start()
+        self.checkpoints.start()
         log.info("lacre is running (%s mode); HTTP on %s", s.telegram_mode, self.http.url)
 
     async def stop(self) -> None:
