@@ -5,7 +5,8 @@ COMMIT that crosses the mark, with two fsyncs: the update being handled waits fo
 does every update queued behind it (`lacre run` handles them one at a time). Here a thread
 runs a PASSIVE checkpoint a few times a second, so the log never gets near the mark and the
 commits on the event loop no longer write or sync the database file. SQLite's own automatic
-checkpoint stays as it is: should this thread stop or fall behind, the log is still bounded.
+checkpoint stays, moved to 10,000 pages (`storage.db.SQLITE_AUTOCHECKPOINT_PAGES`): should this
+thread stop or fall behind, the log is still bounded.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ INTERVAL_SECONDS = 0.25
 
 @dataclass(frozen=True)
 class Pass:
-    """What one checkpoint found: pages in the log and pages now back in the database."""
+    """What one checkpoint found: frames in the log since it was last restarted, and how many
+    of them are back in the database file (by this pass or an earlier one)."""
 
     busy: bool
     logged: int
@@ -51,7 +53,7 @@ class WalCheckpointer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.passes = 0
-        self.copied = 0
+        self.last: Pass | None = None
 
     @property
     def applies(self) -> bool:
@@ -93,7 +95,7 @@ class WalCheckpointer:
                 else:
                     failing = False
                     self.passes += 1
-                    self.copied += done.copied
+                    self.last = done
                 if stopping:
                     return
         finally:
