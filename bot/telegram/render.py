@@ -181,15 +181,14 @@ def _fit(used: int, sections: list[list[str]], budget: int) -> list[str]:
     """Sections (a heading, then one line each) in `budget - used` characters: while they do
     not fit, the longest one loses its last line, and says "… e mais N" for what it hides.
     Hundreds of signers, or of long document names, still make a card Telegram edits."""
-    if used + sum(len(line) + 1 for lines in sections for line in lines) <= budget:
-        return [line for i, lines in enumerate(sections) for line in ([""] if i else []) + lines]
     shown = [len(lines) - 1 for lines in sections]
 
     def cut(i: int) -> list[str]:
         lines = sections[i]
         hidden = len(lines) - 1 - shown[i]
-        kept = lines[: 1 + shown[i]]
-        return [*kept, t("card.more", count=Raw(number(hidden)))] if hidden else kept
+        if not hidden:
+            return lines
+        return [*lines[: 1 + shown[i]], t("card.more", count=Raw(number(hidden)))]
 
     def size(lines: list[str]) -> int:
         return sum(len(line) + 1 for line in lines)
@@ -203,10 +202,7 @@ def _fit(used: int, sections: list[list[str]], budget: int) -> list[str]:
         if longest is None:
             break
         shown[longest] -= 1
-    out: list[str] = []
-    for i in range(len(sections)):
-        out += [*([""] if i else []), *cut(i)]
-    return out
+    return [line for i in range(len(sections)) for line in ([""] if i else []) + cut(i)]
 
 
 # -- confirmations and receipts --------------------------------------------------------------
