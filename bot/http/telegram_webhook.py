@@ -13,6 +13,8 @@ from starlette.routing import Route
 from telegram import Update
 from telegram.ext import Application
 
+from bot.telegram.updates import slim
+
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/telegram/webhook"
@@ -38,7 +40,7 @@ def telegram_webhook_route(
             return PlainTextResponse("too large", status_code=413)
         try:
             data = json.loads(body)
-            update = Update.de_json(data, application.bot)
+            update = Update.de_json(slim(data), application.bot)
         except (ValueError, TypeError, KeyError):
             return PlainTextResponse("not an update", status_code=400)
         await application.update_queue.put(update)

@@ -17,13 +17,14 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
-from telegram.request import BaseRequest
+from telegram.request import BaseRequest, HTTPXRequest
 
 from bot.bootstrap import App
 from bot.i18n import t
 from bot.telegram import handlers as h
 from bot.telegram.callbacks import PREFIX_PATTERN
 from bot.telegram.counts import TtlCountCache
+from bot.telegram.updates import SlimUpdates
 from core.browse import Browse, ChatsUnitOfWorkFactory
 from core.confirmations import Confirmations, ConfirmationsUnitOfWorkFactory
 
@@ -61,7 +62,9 @@ def build_application(
 
     `post_init` (the command menus) runs inside `run_polling()`/`run_webhook()`; a runner that
     drives `initialize()`/`start()` itself calls `await application.post_init(application)`.
-    `threaded=None` runs use cases in worker threads except on SQLite."""
+    `threaded=None` runs use cases in worker threads except on SQLite. The getUpdates
+    transport (python-telegram-bot's own default if none is given) is wrapped in
+    `SlimUpdates`: taps on the bot's buttons are parsed without the message under them."""
     builder = (
         ApplicationBuilder()
         .token(token)
@@ -69,11 +72,13 @@ def build_application(
         .defaults(Defaults(parse_mode=h.PARSE_MODE, link_preview_options=h.LINK_PREVIEW))
         .concurrent_updates(concurrent_updates)
         .post_init(set_commands)
+        # As python-telegram-bot builds its getUpdates transport when none is given.
+        .get_updates_request(
+            SlimUpdates(get_updates_request or HTTPXRequest(connection_pool_size=1))
+        )
     )
     if request is not None:
         builder = builder.request(request)
-    if get_updates_request is not None:
-        builder = builder.get_updates_request(get_updates_request)
     if rate_limiter is not None:
         builder = builder.rate_limiter(rate_limiter)
     application: AnyApplication = builder.build()

@@ -1,0 +1,93 @@
+"""What the running bot keeps of a tap (bot.telegram.updates), through the real Application
+polling the fake Bot API over HTTP: its own buttons arrive without the message's contents and
+still edit that message in place; the scheduler's "Não lembrar mais" still reads the reminder
+it rewrites."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from telegram import Message, Update
+from telegram.ext import ContextTypes, TypeHandler
+
+from bot.bootstrap import App
+from bot.scheduler.handlers import handlers as scheduler_handlers
+from bot.scheduler.pacer import Pacer
+from bot.scheduler.tick import Tick
+from core.clock import FixedClock
+from core.reminders import Reminders
+from tests.support.bot_flows import pending_envelope, person
+from tests.support.bot_harness import running_bot
+from tests.support.builders import envelope_json, import_envelopes, seed_account
+from tests.support.scheduler import rows
+
+
+def tapped_messages(application: Any) -> list[Message]:
+    """The message under every tap, as the handlers receive it (recorded before them)."""
+    seen: list[Message] = []
+
+    async def record(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.callback_query is not None and isinstance(update.callback_query.message, Message):
+            seen.append(update.callback_query.message)
+
+    application.add_handler(TypeHandler(Update, record), group=-1)
+    return seen
+
+
+async def test_the_bots_own_buttons_arrive_without_the_message_and_still_edit_it(
+    sqlite_app: App,
+) -> None:
+    seeded = seed_account(sqlite_app, credits=10)
+    ana = person(seeded.admin)
+    env_id = pending_envelope(sqlite_app, seeded, "ENV-1")
+    async with running_bot(sqlite_app) as bot:
+        seen = tapped_messages(bot.application)
+        listing = await bot.say(ana, "/envelopes")
+        assert listing.reply_markup  # the keyboard Telegram sends back with every tap
+        await bot.tap(ana, listing, f"env:{env_id}")
+        card = bot.last(ana)
+        assert card.message_id == listing.message_id and card.edits == 1
+        assert "Informações do Envelope" in card.text
+        await bot.tap(ana, card, "ls:pen:0")
+        assert bot.last(ana).edits == 2 and "ENV-1" in bot.last(ana).text
+    assert [(m.message_id, m.chat.id, m.chat.type) for m in seen] == [
+        (listing.message_id, ana.id, "private")
+    ] * 2
+    assert all(m.reply_markup is None and m.text is None for m in seen)
+
+
+async def test_mute_still_reads_the_reminder_it_rewrites(sqlite_app: App) -> None:
+    clock = sqlite_app.clock
+    assert isinstance(clock, FixedClock)
+    seeded = seed_account(sqlite_app)
+    ana = person(seeded.admin)
+    env_id = import_envelopes(
+        sqlite_app,
+        seeded.account.id,
+        envelope_json("ENV-1", status="pendente", expires_at="2026-12-02T18:00:00-03:00"),
+    )["ENV-1"]
+    async with running_bot(sqlite_app, extra_handlers=scheduler_handlers(sqlite_app)) as bot:
+        seen = tapped_messages(bot.application)
+        await bot.say(ana, "/ajuda")  # Telegram knows a chat once they wrote
+        clock.set(datetime(2026, 11, 29, 21, 0, tzinfo=UTC))
+        reminders = Reminders(sqlite_app.lacre, sqlite_app.uow, clock)  # type: ignore[arg-type]
+        report = await Tick(reminders, Pacer(bot.application.bot))()
+        assert (report.nudges, report.sent) == (1, 1)
+        nudge = bot.last(ana)
+        reminder = nudge.text  # the fake Bot API edits its messages in place
+        assert "Prazo se aproximando" in reminder
+        buttons = [b["callback_data"] for b in nudge.buttons()]
+        assert f"mute:{env_id}" in buttons
+        answer = await bot.press(ana, nudge, "Não lembrar mais")
+        assert answer.text == "🔕 Não vou mais lembrar deste envelope."
+        await bot.api.wait_for(lambda: nudge.edits == 1)  # answered first, then edited
+        edited = bot.last(ana)
+        assert edited.message_id == nudge.message_id
+        assert edited.text == f"{reminder}\n\n🔕 Lembretes desligados para este envelope."
+        # The reminder's own keyboard, read from the tapped message, less the mute button.
+        assert [b["callback_data"] for b in edited.buttons()] == [
+            data for data in buttons if data != f"mute:{env_id}"
+        ]
+    assert len(seen) == 1 and seen[0].text == reminder and seen[0].reply_markup is not None
+    assert rows(sqlite_app, "SELECT envelope_id FROM reminder_mutes") == [(env_id,)]
