@@ -47,17 +47,41 @@ class UTCDateTime(TypeDecorator[datetime]):
         assert isinstance(value, datetime)
         return _as_utc(value)
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        """On SQLite, an aware datetime straight to the text SQLAlchemy's DATETIME writes
+        ("2026-11-27 15:00:00.000000", UTC) instead of the method above and then that type's
+        own formatting: every write of an envelope, a ledger entry or a notification binds a few.
+        """
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime refused: storage keeps aware UTC only")
+            # Aware in UTC, its ISO text is the stored text plus "+00:00".
+            return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+
+        return process
+
     def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
         """On SQLite, the text SQLite keeps straight to an aware datetime in one call instead
         of SQLite's DATETIME processor (the same `fromisoformat`) and then the method above:
         every envelope, signer and list row carries a few of these."""
         if dialect.name != "sqlite":
             return super().result_processor(dialect, coltype)
+        parse = datetime.fromisoformat
 
         def process(value: str | None) -> datetime | None:
             if value is None:
                 return None
-            return _as_utc(datetime.fromisoformat(value))
+            try:
+                # Naive UTC text read with its offset: an aware datetime in one call, where
+                # `replace(tzinfo=UTC)` on a naive one costs several times the parse.
+                return parse(value + "+00:00")
+            except ValueError:  # text that carries an offset of its own
+                return _as_utc(parse(value))
 
         return process
 
