@@ -194,8 +194,9 @@ class Lacre:
                     Reason.PLAN_GRANT,
                     f"start-notif:{account.id}",
                 )
+            created = uow.accounts.get(account.id) or account
             uow.commit()
-            return uow.accounts.get(account.id) or account
+            return created
 
     def balances(self, account_id: int) -> Balances:
         with self.uow(write=False) as uow:
@@ -242,8 +243,11 @@ class Lacre:
                     f"{key}:notification",
                     note=reason,
                 )
+            # Read in the same transaction: after COMMIT a read would open another one (a write
+            # transaction, in a writing unit of work) just for it.
+            after = uow.ledger.balances(account_id)
             uow.commit()
-            return uow.ledger.balances(account_id)
+            return after
 
     def purchase(self, account_id: int, pack_code: str, payment_id: str) -> bool:
         """Credit a paid notification pack once per payment id; False if already credited."""
@@ -412,10 +416,9 @@ class Lacre:
                 f"seal:{envelope_id}",
                 requested_by=user.id,
             )
+            after = uow.ledger.balances(env.account_id).credits  # before COMMIT, as in grant
             uow.commit()
-            return SealResult(
-                envelope_id, total, False, uow.ledger.balances(env.account_id).credits, ids
-            )
+            return SealResult(envelope_id, total, False, after, ids)
 
     def block(self, user_id: int, envelope_id: int) -> Envelope:
         return self._transition(user_id, envelope_id, "block")
@@ -626,10 +629,9 @@ class Lacre:
                 if not self._debit(uow, [entry]):  # pragma: no cover - key is fresh
                     uow.rollback()
                     raise InvalidState("this send was already charged")
+            after = uow.ledger.balances(env.account_id).notification_credits  # as in grant
             uow.commit()
-            return SendResult(
-                notification, False, uow.ledger.balances(env.account_id).notification_credits
-            )
+            return SendResult(notification, False, after)
 
     def resend_all_email(
         self, user_id: int, envelope_id: int, idempotency_key: str

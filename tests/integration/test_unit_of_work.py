@@ -13,12 +13,16 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from sqlalchemy import exc, func, insert, select, text, update
+from sqlalchemy import event, exc, func, insert, select, text, update
 
+from bot.bootstrap import App
 from core.ledger import EntryDraft, Pool, Reason
+from core.notifications import Channel
 from storage.db import WRITE_OPTION, make_engine
 from storage.repositories import accounts
 from storage.uow import SqlUnitOfWork, SqlUnitOfWorkFactory, _warm_for
+from tests.support.bot_flows import signer_id
+from tests.support.builders import envelope_json, import_envelopes, seed_account
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 CREDITS = 10
@@ -334,3 +338,30 @@ def test_disposing_the_engine_closes_the_kept_connections(
     assert not kept.closed
     factory.engine.dispose()
     assert kept.closed
+
+
+def test_a_seal_and_a_paid_send_each_take_the_write_lock_once(sqlite_app: App) -> None:
+    """The balance a receipt shows is read in the action's own transaction: after COMMIT a
+    read in a writing unit of work would take SQLite's write lock again just for it."""
+    seeded = seed_account(sqlite_app, credits=10, notification_credits=5)
+    env_id = import_envelopes(sqlite_app, seeded.account.id, envelope_json("ENV-1"))["ENV-1"]
+    before = sqlite_app.lacre.balances(seeded.account.id)
+    statements: list[str] = []
+    sqlite_app.engine.dispose()  # new connections, each with the trace below
+
+    @event.listens_for(sqlite_app.engine, "connect")
+    def trace(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.set_trace_callback(lambda sql: statements.append(sql.split()[0]))
+
+    sealed = sqlite_app.lacre.seal(seeded.admin.id, env_id, expected_total=3)
+    assert (sealed.charged, sealed.balance_after) == (3, before.credits - 3)
+    assert (statements.count("BEGIN"), statements.count("COMMIT")) == (1, 1)
+    assert "ROLLBACK" not in statements
+    signer = signer_id(sqlite_app, seeded, env_id, "maria@example.com")
+    statements.clear()
+    sent = sqlite_app.lacre.request_send(seeded.admin.id, env_id, signer, Channel.SMS, "k")
+    assert (statements.count("BEGIN"), statements.count("COMMIT")) == (1, 1)
+    assert "ROLLBACK" not in statements
+    after = before.notification_credits - 1
+    assert sent.balance_after == after
+    assert sqlite_app.lacre.balances(seeded.account.id).notification_credits == after
