@@ -11,14 +11,16 @@ from __future__ import annotations
 import html
 import string
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import date, datetime, time
 from functools import cache, lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_datetime as _babel_datetime
+from babel.dates import format_date as _babel_date
+from babel.dates import format_time as _babel_time
 from babel.dates import format_timedelta as _babel_timedelta
+from babel.dates import get_datetime_format
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 
@@ -101,10 +103,33 @@ def number(value: int | float, language: str | None = None) -> str:
 
 
 def when(moment: datetime, timezone: str, language: str | None = None) -> str:
-    """A date and time in the account's zone, e.g. "10/12/2026 18:00" in pt-BR."""
-    return _babel_datetime(
-        moment.astimezone(ZoneInfo(timezone)), "short", locale=babel_locale(language)
+    """A date and time in the account's zone, e.g. "10/12/2026 18:00" in pt-BR.
+
+    Babel's `format_datetime(..., "short")` to the letter (its pattern for the two, the short
+    date and the short time put in), with the date kept per day and the time per minute: a list
+    of envelopes with deadlines of their own would otherwise format each one anew."""
+    local = moment.astimezone(ZoneInfo(timezone))
+    lang = language or current_language.get()
+    return (
+        _short_datetime_pattern(lang)
+        .replace("{0}", _short_time(local.hour, local.minute, lang))
+        .replace("{1}", _short_date(local.date(), lang))
     )
+
+
+@cache
+def _short_datetime_pattern(language: str) -> str:
+    return str(get_datetime_format("short", locale=babel_locale(language))).replace("'", "")
+
+
+@lru_cache(maxsize=8192)
+def _short_date(day: date, language: str) -> str:
+    return _babel_date(day, "short", locale=babel_locale(language))
+
+
+@lru_cache(maxsize=8192)  # a day's minutes in three languages
+def _short_time(hour: int, minute: int, language: str) -> str:
+    return _babel_time(time(hour, minute), "short", locale=babel_locale(language))
 
 
 def time_left(delta_seconds: float, language: str | None = None) -> str:
