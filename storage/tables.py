@@ -27,6 +27,13 @@ def _as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _utc_in(moment: datetime) -> datetime:
+    """A moment about to be stored, in UTC; a naive one is refused."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime refused: storage keeps aware UTC only")
+    return moment.astimezone(UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC in, timezone-aware UTC out, on SQLite as on PostgreSQL."""
 
@@ -36,9 +43,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime refused: storage keeps aware UTC only")
-        value = value.astimezone(UTC)
+        value = _utc_in(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
@@ -58,10 +63,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
-            if value.tzinfo is None:
-                raise ValueError("naive datetime refused: storage keeps aware UTC only")
             # Aware in UTC, its ISO text is the stored text plus "+00:00".
-            return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+            return _utc_in(value).isoformat(" ", "microseconds")[:26]
 
         return process
 
