@@ -243,7 +243,10 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # -- set-up ------------------------------------------------------------------------------
     @initialize(
-        plan=st.sampled_from(sorted(PLAN_CREDITS)),
+        # The plan without credits first (Hypothesis leans to a strategy's first value) and
+        # three times as often: it is where a seal runs short, which the closing check wants
+        # reached; evenly weighted that came up 4-22 times in 500 examples, now and then none.
+        plan=st.sampled_from(["personalizado"] * 3 + sorted(set(PLAN_CREDITS) - {"personalizado"})),
         envelopes=st.lists(ENVELOPE, min_size=1, max_size=3),
     )
     def open_accounts(self, plan: str, envelopes: list[EnvelopeSpec]) -> None:
@@ -791,33 +794,40 @@ class LedgerMachine(RuleBasedStateMachine):
         assert violations == []
 
 
+# The strategies must keep reaching the interesting paths, not only the refusals.
+REACHED = {
+    "seal: done",
+    "seal: InsufficientCredits",
+    "seal: QuoteChanged",
+    "request_send: done",
+    "request_send: InsufficientCredits",
+    "request_send: CapReached",
+    "request_send: CooldownActive",
+    "refund: True",
+    "sign: done",
+    "block: done",
+    "unblock: done",
+    "cancel: done",
+}
+
+
 def test_the_ledger_and_envelope_lifecycle_follow_the_model(shared_app: App) -> None:
     examples = int(os.environ.get("LEDGER_MODEL_EXAMPLES", "500"))  # fewer for a quick look
-    run_state_machine_as_test(
-        lambda: LedgerMachine(shared_app),
-        settings=settings(
-            max_examples=examples,
-            stateful_step_count=15,
-            deadline=None,
-            # Each step runs real SQLite transactions plus a full audit: slow by design.
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
-    if examples < 500:
-        return
-    # The strategies must keep reaching the interesting paths, not only the refusals.
-    reached = {
-        "seal: done",
-        "seal: InsufficientCredits",
-        "seal: QuoteChanged",
-        "request_send: done",
-        "request_send: InsufficientCredits",
-        "request_send: CapReached",
-        "request_send: CooldownActive",
-        "refund: True",
-        "sign: done",
-        "block: done",
-        "unblock: done",
-        "cancel: done",
-    }
-    assert reached <= set(OUTCOMES), reached - set(OUTCOMES)
+    # Each path comes up 5-100 times in 500 examples, but how often swings widely from run to
+    # run, so a run that misses one by chance gets more examples (fresh ones: Hypothesis draws
+    # a new seed per run) before the check fails; a path the strategies cannot reach still
+    # fails it, after three runs.
+    for _ in range(3 if examples >= 500 else 1):
+        run_state_machine_as_test(
+            lambda: LedgerMachine(shared_app),
+            settings=settings(
+                max_examples=examples,
+                stateful_step_count=15,
+                deadline=None,
+                # Each step runs real SQLite transactions plus a full audit: slow by design.
+                suppress_health_check=[HealthCheck.too_slow],
+            ),
+        )
+        if examples < 500 or not REACHED - set(OUTCOMES):
+            return
+    assert not REACHED - set(OUTCOMES), REACHED - set(OUTCOMES)
