@@ -24,7 +24,7 @@ from telegram import (
     Message,
     Update,
 )
-from telegram.constants import ChatType, ParseMode
+from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import ContextTypes
 
@@ -33,6 +33,7 @@ from bot.telegram import callbacks as cb
 from bot.telegram import keyboards as kb
 from bot.telegram import render
 from bot.telegram.render import number
+from bot.telegram.updates import origin
 from core.browse import Browse, CardAction, EnvelopeSummary, Linked, Tab, Viewer
 from core.confirmations import Action, Confirmations, Confirmed
 from core.envelopes import Envelope, EnvelopeStatus
@@ -97,15 +98,14 @@ async def show(
     update: Update, context: Context, text: str, markup: kb.Markup | None = None
 ) -> None:
     """Edit the tapped message in place (cards are not re-sent), or send for a command."""
-    query = update.callback_query
-    message = query.message if query is not None else None
-    if isinstance(message, Message) and len(text) <= render.MAX_MESSAGE:
+    where = origin(update)
+    if where is not None and where.message_id is not None and len(text) <= render.MAX_MESSAGE:
         try:
             await call(
                 context.bot,
                 "editMessageText",
-                chat_id=message.chat_id,
-                message_id=message.message_id,
+                chat_id=where.chat_id,
+                message_id=where.message_id,
                 text=text,
                 reply_markup=markup,
             )
@@ -123,14 +123,14 @@ async def send(
     markup: kb.Markup | None = None,
 ) -> None:
     """A new message, split under 4096 characters; the buttons go with the last part."""
-    chat = update.effective_chat
-    assert chat is not None
+    where = origin(update)
+    assert where is not None
     parts = render.split_html(text)
     for i, part in enumerate(parts):
         await call(
             context.bot,
             "sendMessage",
-            chat_id=chat.id,
+            chat_id=where.chat_id,
             text=part,
             reply_markup=markup if i == len(parts) - 1 else None,
         )
@@ -169,11 +169,11 @@ async def _api(bot: Bot, method: str, params: dict[str, Any]) -> None:
 async def arrive(update: Update, context: Context) -> Viewer | None:
     """Private chats only; look the Telegram user up and set the update's language."""
     tg_user = update.effective_user
-    chat = update.effective_chat
-    if tg_user is None or chat is None or tg_user.is_bot:
+    where = origin(update)
+    if tg_user is None or where is None or tg_user.is_bot:
         return None
     current_language.set(resolve_language(tg_user.language_code))
-    if chat.type != ChatType.PRIVATE:
+    if not where.private:
         if update.callback_query is not None:
             await _answer(update.callback_query, Toast(t("access.private_only"), alert=True))
         elif update.effective_message is not None and _is_command(update.effective_message):
@@ -599,9 +599,11 @@ async def _blocked(update: object, context: Context) -> None:
     it means the bot was removed from it or muted there, which says nothing of the user."""
     if not isinstance(update, Update):
         return
-    tg_user, chat = update.effective_user, update.effective_chat
-    if tg_user is None or chat is None or chat.type != ChatType.PRIVATE or chat.id != tg_user.id:
-        log.info("Telegram refused a %s chat; nobody marked", chat.type if chat else "missing")
+    tg_user, where = update.effective_user, origin(update)
+    if tg_user is None or where is None or not where.private or where.chat_id != tg_user.id:
+        log.info(
+            "Telegram refused a %s chat; nobody marked", where.chat_type if where else "missing"
+        )
         return
     await services(context).run(services(context).browse.mark_blocked, tg_user.id)
     log.info("user blocked the bot; marked and not retried")
@@ -621,8 +623,8 @@ async def on_error(update: object, context: Context) -> None:
     try:
         if update.callback_query is not None:
             await _answer(update.callback_query, Toast(text, alert=True))
-        elif update.effective_chat is not None:
-            await context.bot.send_message(update.effective_chat.id, text)
+        elif (where := origin(update)) is not None:
+            await context.bot.send_message(where.chat_id, text)
     except Forbidden:
         await _blocked(update, context)
     except TelegramError as exc:

@@ -4,30 +4,54 @@ A button tap arrives with the whole message the button was under: its text, enti
 inline keyboard, one object per button once parsed (a list view has about twenty). The bot's
 own buttons never read any of it: the callback data names what to do, every tap is checked
 against the current state, and the answer is drawn anew and edited in by chat and message id.
-So for a tap on one of those buttons the message is cut down to `message_id`, `chat` and
-`date` (a `date` of 0 still marks a message the bot can no longer reach) before parsing, about
-half of what parsing a tap costs (decision 0010). Taps on any other button (the scheduler's
-`mute:`, which rewrites the reminder it sits under, and data no handler owns) and every other
-kind of update are left whole.
+So a tap on one of those buttons is parsed without the message: what the handlers need of it
+(the chat's id and type, and the message's id while it can still be edited) travels in the
+callback query's `lacre_tapped` field, which python-telegram-bot keeps in `api_kwargs` as it
+does any field it does not know. Building even an empty `Message` (about a hundred attributes)
+was most of what parsing a tap cost (decisions 0010, 0011). Taps on any other button (the
+scheduler's `mute:`, which rewrites the reminder it sits under, and data no handler owns) and
+every other kind of update are left whole.
 
-`SlimUpdates` does it for polling, as the getUpdates transport decodes Telegram's answer;
-the webhook route calls `slim` on the update it receives.
+`origin(update)` answers where any update came from, slimmed or whole: the bot's handlers read
+the chat and the message to edit there, never from `effective_chat` or `callback_query.message`
+(a slimmed tap has neither).
+
+`SlimUpdates` slims for polling, as the getUpdates transport decodes Telegram's answer; the
+webhook route calls `slim` on the update it receives.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
+from telegram import Update
 from telegram._utils.defaultvalue import DEFAULT_NONE
 from telegram._utils.types import JSONDict, ODVInput
+from telegram.constants import ChatType
 from telegram.request import BaseRequest, RequestData
 
 from bot.telegram.callbacks import PREFIX_PATTERN
 
-# What is left of the tapped message: enough to edit it and to know the chat it is in.
-_TAPPED_KEEPS = ("message_id", "chat", "date")
+TAPPED = "lacre_tapped"
+"""The callback query's field for what is kept of the tapped message (no Telegram field)."""
 _OWN_BUTTON = re.compile(PREFIX_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an update came from: its chat and, for a tap, the bot's message to edit."""
+
+    chat_id: int
+    chat_type: str
+    # The message under the tapped button; None for other updates and for a message Telegram
+    # no longer lets the bot reach (`date` 0): that tap's answer is sent anew.
+    message_id: int | None = None
+
+    @property
+    def private(self) -> bool:
+        return self.chat_type == ChatType.PRIVATE
 
 
 def slim(update: Any) -> Any:
@@ -38,9 +62,39 @@ def slim(update: Any) -> Any:
     if type(query) is not dict:
         return update
     message, data = query.get("message"), query.get("data")
-    if type(message) is dict and type(data) is str and _OWN_BUTTON.match(data):
-        query["message"] = {key: message[key] for key in _TAPPED_KEEPS if key in message}
+    if type(message) is not dict or type(data) is not str or not _OWN_BUTTON.match(data):
+        return update
+    chat, message_id = message.get("chat"), message.get("message_id")
+    if (
+        type(chat) is dict
+        and type(chat.get("id")) is int
+        and type(chat.get("type")) is str
+        and type(message_id) is int
+    ):
+        del query["message"]
+        query[TAPPED] = {
+            "chat_id": chat["id"],
+            "chat_type": chat["type"],
+            "message_id": None if message.get("date") == 0 else message_id,
+        }
     return update
+
+
+def origin(update: Update) -> Origin | None:
+    """The chat `update` came from (and the message a tap edits), slimmed or whole; None for
+    an update with no chat (an inline-mode button, a poll answer)."""
+    query = update.callback_query
+    if query is not None:
+        tapped = query.api_kwargs.get(TAPPED)
+        if tapped is not None:
+            return Origin(tapped["chat_id"], tapped["chat_type"], tapped["message_id"])
+        message = query.message
+        if message is None:
+            return None
+        editable = message.message_id if message.is_accessible else None
+        return Origin(message.chat.id, message.chat.type, editable)
+    chat = update.effective_chat
+    return None if chat is None else Origin(chat.id, chat.type)
 
 
 class SlimUpdates(BaseRequest):

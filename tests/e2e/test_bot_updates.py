@@ -1,5 +1,5 @@
 """What the running bot keeps of a tap (bot.telegram.updates), through the real Application
-polling the fake Bot API over HTTP: its own buttons arrive without the message's contents and
+polling the fake Bot API over HTTP: its own buttons arrive without the message under them and
 still edit that message in place; the scheduler's "Não lembrar mais" still reads the reminder
 it rewrites."""
 
@@ -15,6 +15,7 @@ from bot.bootstrap import App
 from bot.scheduler.handlers import handlers as scheduler_handlers
 from bot.scheduler.pacer import Pacer
 from bot.scheduler.tick import Tick
+from bot.telegram.updates import Origin, origin
 from core.clock import FixedClock
 from core.reminders import Reminders
 from tests.support.bot_flows import pending_envelope, person
@@ -23,13 +24,14 @@ from tests.support.builders import envelope_json, import_envelopes, seed_account
 from tests.support.scheduler import rows
 
 
-def tapped_messages(application: Any) -> list[Message]:
-    """The message under every tap, as the handlers receive it (recorded before them)."""
-    seen: list[Message] = []
+def taps_seen(application: Any) -> list[tuple[Message | None, Origin | None]]:
+    """Every tap's message and origin, as the handlers receive them (recorded before them)."""
+    seen: list[tuple[Message | None, Origin | None]] = []
 
     async def record(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if update.callback_query is not None and isinstance(update.callback_query.message, Message):
-            seen.append(update.callback_query.message)
+        if update.callback_query is not None:
+            message = update.callback_query.message
+            seen.append((message if isinstance(message, Message) else None, origin(update)))
 
     application.add_handler(TypeHandler(Update, record), group=-1)
     return seen
@@ -42,7 +44,7 @@ async def test_the_bots_own_buttons_arrive_without_the_message_and_still_edit_it
     ana = person(seeded.admin)
     env_id = pending_envelope(sqlite_app, seeded, "ENV-1")
     async with running_bot(sqlite_app) as bot:
-        seen = tapped_messages(bot.application)
+        seen = taps_seen(bot.application)
         listing = await bot.say(ana, "/envelopes")
         assert listing.reply_markup  # the keyboard Telegram sends back with every tap
         await bot.tap(ana, listing, f"env:{env_id}")
@@ -51,10 +53,27 @@ async def test_the_bots_own_buttons_arrive_without_the_message_and_still_edit_it
         assert "Informações do Envelope" in card.text
         await bot.tap(ana, card, "ls:pen:0")
         assert bot.last(ana).edits == 2 and "ENV-1" in bot.last(ana).text
-    assert [(m.message_id, m.chat.id, m.chat.type) for m in seen] == [
-        (listing.message_id, ana.id, "private")
-    ] * 2
-    assert all(m.reply_markup is None and m.text is None for m in seen)
+    assert seen == [(None, Origin(ana.id, "private", listing.message_id))] * 2
+
+
+async def test_a_tap_under_a_message_the_bot_can_no_longer_reach_is_answered_anew(
+    sqlite_app: App,
+) -> None:
+    """Telegram sends `date` 0 for a message too old for the bot to reach: nothing to edit, so
+    the card comes as a new message and the tap is still answered."""
+    seeded = seed_account(sqlite_app, credits=10)
+    ana = person(seeded.admin)
+    env_id = pending_envelope(sqlite_app, seeded, "ENV-1")
+    async with running_bot(sqlite_app) as bot:
+        seen = taps_seen(bot.application)
+        listing = await bot.say(ana, "/envelopes")
+        listing.date = 0  # as Telegram describes a message it no longer lets the bot reach
+        answer = await bot.tap(ana, listing, f"env:{env_id}")
+        assert answer.text is None and not answer.show_alert
+        card = bot.last(ana)
+        assert card.message_id != listing.message_id and listing.edits == 0
+        assert "Informações do Envelope" in card.text
+    assert seen == [(None, Origin(ana.id, "private", None))]
 
 
 async def test_mute_still_reads_the_reminder_it_rewrites(sqlite_app: App) -> None:
@@ -68,7 +87,7 @@ async def test_mute_still_reads_the_reminder_it_rewrites(sqlite_app: App) -> Non
         envelope_json("ENV-1", status="pendente", expires_at="2026-12-02T18:00:00-03:00"),
     )["ENV-1"]
     async with running_bot(sqlite_app, extra_handlers=scheduler_handlers(sqlite_app)) as bot:
-        seen = tapped_messages(bot.application)
+        seen = taps_seen(bot.application)
         await bot.say(ana, "/ajuda")  # Telegram knows a chat once they wrote
         clock.set(datetime(2026, 11, 29, 21, 0, tzinfo=UTC))
         reminders = Reminders(sqlite_app.lacre, sqlite_app.uow, clock)  # type: ignore[arg-type]
@@ -89,5 +108,8 @@ async def test_mute_still_reads_the_reminder_it_rewrites(sqlite_app: App) -> Non
         assert [b["callback_data"] for b in edited.buttons()] == [
             data for data in buttons if data != f"mute:{env_id}"
         ]
-    assert len(seen) == 1 and seen[0].text == reminder and seen[0].reply_markup is not None
+    assert len(seen) == 1
+    message, where = seen[0]
+    assert message is not None and message.text == reminder and message.reply_markup is not None
+    assert where == Origin(ana.id, "private", nudge.message_id)
     assert rows(sqlite_app, "SELECT envelope_id FROM reminder_mutes") == [(env_id,)]
