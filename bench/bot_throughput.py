@@ -45,6 +45,7 @@ from telegram.request import BaseRequest, HTTPXRequest
 from bot.bootstrap import bootstrap
 from bot.sandbox.bot_api import BotApiServer, ChatMessage, FakeBotApi, FakeUser, InProcessRequest
 from bot.settings import Settings
+from bot.telegram import render
 from bot.telegram.app import build_application
 from core.accounts import Role
 from core.clock import FixedClock
@@ -409,6 +410,9 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
     """The full stack on a fresh database and the echo bot, measured in turns: each round of
     the full stack, then the echo bot on exactly the same payloads (callback queries carry the
     tapped message with its keyboard), so both meet the same phase of a shared machine."""
+    # Every run formats its dates, times and numbers anew, as a new process would: each run
+    # seeds the same envelopes, and what an earlier run formatted would flatter the next one.
+    render.clear_caches()
     with tempfile.TemporaryDirectory() as tmp:
         lacre, work = await build_lacre(args, f"sqlite:///{Path(tmp) / 'bench.db'}")
         echo = await build_echo(args)

@@ -9,6 +9,7 @@ are stable keys such as `seal.confirm`; values use `{name}` placeholders. Values
 from __future__ import annotations
 
 import html
+import math
 import string
 from contextvars import ContextVar
 from datetime import date, datetime, time
@@ -17,10 +18,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel import Locale
+from babel.dates import TIMEDELTA_UNITS, get_datetime_format
 from babel.dates import format_date as _babel_date
 from babel.dates import format_time as _babel_time
 from babel.dates import format_timedelta as _babel_timedelta
-from babel.dates import get_datetime_format
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 
@@ -132,6 +133,39 @@ def _short_time(hour: int, minute: int, language: str) -> str:
     return _babel_time(time(hour, minute), "short", locale=babel_locale(language))
 
 
+_DURATION_THRESHOLD = 1.1
+_SECONDS_PER = dict(TIMEDELTA_UNITS)
+
+
 def time_left(delta_seconds: float, language: str | None = None) -> str:
-    """A rough duration, e.g. "3 dias" / "in 3 days" style without direction."""
-    return _babel_timedelta(int(delta_seconds), locale=babel_locale(language), threshold=1.1)
+    """A rough duration, e.g. "3 dias" / "in 3 days" style without direction.
+
+    Babel's `format_timedelta(seconds, threshold=1.1)` to the letter: its choice of unit and
+    its rounding are done here, on its own table of units, and the words for each unit and
+    count are kept (deadlines move every minute, so a cache by duration would rarely hit)."""
+    seconds = abs(int(delta_seconds))
+    for unit, per_unit in TIMEDELTA_UNITS:
+        value = seconds / per_unit
+        if value >= _DURATION_THRESHOLD or unit == "second":
+            if unit == "second" and value > 0:
+                value = max(1, value)
+            return _duration(unit, round(value), language or current_language.get())
+    raise AssertionError("Babel's units end with the second")  # pragma: no cover
+
+
+@lru_cache(maxsize=4096)
+def _duration(unit: str, count: int, language: str) -> str:
+    # With no threshold to reach, Babel passes every larger unit, stops at `granularity` and
+    # keeps the count as it is: the words it would choose for `count` of `unit`.
+    return _babel_timedelta(
+        count * _SECONDS_PER[unit],
+        granularity=unit,  # type: ignore[arg-type]
+        threshold=math.inf,
+        locale=babel_locale(language),
+    )
+
+
+def clear_caches() -> None:
+    """Forget every date, time and duration formatted so far, as a new process starts."""
+    for cached in (_short_date, _short_time, _duration):
+        cached.cache_clear()

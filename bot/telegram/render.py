@@ -47,9 +47,12 @@ def _when(moment: datetime, timezone: str, language: str) -> str:
     return i18n.when(moment, timezone, language)
 
 
-@lru_cache(maxsize=8192)
-def _time_left(minutes: int, language: str) -> str:
-    return i18n.time_left(minutes * 60, language)
+def clear_caches() -> None:
+    """Forget every number, date and duration formatted so far, as a new process starts (the
+    benchmark starts each run so; the bot never needs to)."""
+    i18n.clear_caches()
+    _number.cache_clear()
+    _when.cache_clear()
 
 
 def number(value: int) -> str:
@@ -64,7 +67,7 @@ def when(moment: datetime, timezone: str) -> str:
 
 def time_left(seconds: float) -> str:
     """A rough duration ("2 semanas"); minutes are precise enough."""
-    return _time_left(int(seconds // 60), current_language.get())
+    return i18n.time_left(seconds // 60 * 60, current_language.get())
 
 
 # Room kept free under the limit for what a handler may add around a rendered text.
