@@ -15,6 +15,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # 1,000 pages and, at SQLite's default, every COMMIT would then checkpoint (and sync) on the
 # event loop. 10,000 pages (40 MB) bounds the log should that thread stop or fall behind.
 SQLITE_AUTOCHECKPOINT_PAGES = 10_000
+# Page cache per connection, in KiB (SQLite's default is 2,000 KiB). An account with 10,000
+# envelopes is about 7 MB on disk; at the default, cards and list pages of random envelopes
+# read 3 pages per bot update back from the operating system, at 64 MB under one (strace),
+# about 1.5% of an update's time (docs/performance.md, round 10). Filled only as pages are read.
+SQLITE_CACHE_KIB = 65_536
 WRITE_OPTION = "lacre_write"
 
 
@@ -69,6 +74,7 @@ def _sqlite_engine(url: str, echo: bool, pool_size: int) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             # NORMAL is durable across application crashes in WAL mode; see decision 0002.
             cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             # A backstop only: `lacre run` checkpoints on a thread of its own (decision 0009).
             cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
