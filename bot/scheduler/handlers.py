@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from telegram import Message, Update
+from telegram import LinkPreviewOptions, Message, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, ContextTypes
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from bot.bootstrap import App
 
 logger = logging.getLogger(__name__)
+# The application has no `Defaults`: every call says HTML and no link preview itself.
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
 MUTE_PATTERN = r"^mute:"
 SETTINGS_PATTERN = r"^rem:"
@@ -132,7 +134,9 @@ class ReminderHandlers:
         if update.callback_query is not None:
             await update.callback_query.answer(text, show_alert=True)
         elif update.effective_message is not None:
-            await update.effective_message.reply_text(text, parse_mode=ParseMode.HTML)
+            await update.effective_message.reply_text(
+                text, parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW
+            )
 
     async def command(self, update: Update, context: Context) -> None:
         """Show the account's reminder policy, with buttons for admins (/lembretes)."""
@@ -143,7 +147,10 @@ class ReminderHandlers:
         view = await asyncio.to_thread(self.reminders(context).view, user_id)
         page = render.settings_page(view, language)
         await update.effective_message.reply_text(
-            page.html, parse_mode=ParseMode.HTML, reply_markup=page.markup
+            page.html,
+            parse_mode=ParseMode.HTML,
+            reply_markup=page.markup,
+            link_preview_options=NO_PREVIEW,
         )
 
     async def setting(self, update: Update, context: Context) -> None:
@@ -208,7 +215,9 @@ class ReminderHandlers:
 
 async def _edit(query: Any, html: str, markup: Any) -> None:
     try:
-        await query.edit_message_text(html, parse_mode=ParseMode.HTML, reply_markup=markup)
+        await query.edit_message_text(
+            html, parse_mode=ParseMode.HTML, reply_markup=markup, link_preview_options=NO_PREVIEW
+        )
     except BadRequest as exc:
         if "not modified" not in str(exc).lower():
             raise

@@ -13,7 +13,6 @@ from telegram.ext import (
     BaseRateLimiter,
     CallbackQueryHandler,
     CommandHandler,
-    Defaults,
     MessageHandler,
     filters,
 )
@@ -69,7 +68,6 @@ def build_application(
         ApplicationBuilder()
         .token(token)
         .base_url(base_url)
-        .defaults(Defaults(parse_mode=h.PARSE_MODE, link_preview_options=h.LINK_PREVIEW))
         .concurrent_updates(concurrent_updates)
         .post_init(set_commands)
         # As python-telegram-bot builds its getUpdates transport when none is given.

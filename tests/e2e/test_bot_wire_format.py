@@ -1,7 +1,7 @@
 """Every message the running bot sends or edits is Telegram HTML without a link preview, on
-every path that sends: command replies, edits in place, the error notice, the scheduler's page,
-its mute edit and its nudges (some pass both themselves, the rest get them from the
-application's `Defaults`). Read off what the fake Bot API received over HTTP."""
+every path that sends (decision 0012: the application has no `Defaults`, each sender says so):
+command replies, edits in place, the error notice, the scheduler's page, its mute edit and its
+nudges. Read off what the fake Bot API received over HTTP."""
 
 from __future__ import annotations
 
