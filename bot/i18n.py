@@ -70,23 +70,29 @@ def placeholders(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
-def t(key: str, language: str | None = None, /, **values: object) -> str:
-    """The text for `key` in `language` (default: the current update's), filled in.
+def template(key: str, language: str | None = None) -> str:
+    """The text for `key` in `language` (default: the current update's) before it is filled in.
 
     A key missing in a language falls back to pt-BR; a key missing everywhere is returned as
     itself, so a gap shows up in tests rather than as a crash in front of a user.
     """
     lang = language or current_language.get()
-    template = catalog(lang).get(key) or catalog(DEFAULT_LANGUAGE).get(key) or key
+    return catalog(lang).get(key) or catalog(DEFAULT_LANGUAGE).get(key) or key
+
+
+def t(key: str, language: str | None = None, /, **values: object) -> str:
+    """The text for `key` in `language` (default: the current update's), filled in: see
+    `template`; values are HTML-escaped unless `Raw`."""
+    text = template(key, language)
     if not values:
         # Most labels and words have no placeholder; only braces need `format` ("{{" is "{").
-        return template.format() if "{" in template or "}" in template else template
+        return text.format() if "{" in text or "}" in text else text
     # `values` is this call's own dict: escaping in place spares building a second one, and
     # `format_map` spares unpacking it again (templates have named fields only).
     for name, value in values.items():
         if not isinstance(value, Raw):
             values[name] = html.escape(str(value), quote=False)
-    return template.format_map(values)
+    return text.format_map(values)
 
 
 def babel_locale(language: str | None = None) -> Locale:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.i18n import LANGUAGES, current_language
+from bot.i18n import LANGUAGES, Raw, current_language, t, time_left
 from bot.sandbox.bot_api import parse_html
 from bot.telegram import render
-from core.browse import EnvelopeCard, allowed_actions
+from core.browse import EnvelopeCard, EnvelopePage, EnvelopeSummary, Tab, allowed_actions
 from core.envelopes import Document, Envelope, EnvelopeStatus, Signer
 from core.errors import InsufficientCredits, InvalidState
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 HOSTILE = '<script>alert("x")</script> & <b>Ana</b> </i>'
+DAYS_3 = timedelta(days=3, minutes=7, seconds=20)
 
 
 def card_for(env: Envelope) -> EnvelopeCard:
@@ -165,3 +166,53 @@ def test_every_text_key_the_bot_uses_exists_in_every_language() -> None:
     for language in LANGUAGES:
         missing = sorted(k for k in literal | dynamic if not catalog(language).get(k))
         assert missing == [], language
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_list_line_is_what_t_makes_of_its_values(language: str) -> None:
+    """`envelope_list` and `deadline` fill their texts in without `t`'s per-value checks; they
+    must be exactly what `t` makes of the same values: user values escaped, rendered fragments
+    as they are, every kind of deadline and status, on a later page."""
+    zone = "America/Sao_Paulo"
+    s = EnvelopeStatus
+    items = (
+        EnvelopeSummary(11, "ENV-<1> & {ref}", HOSTILE + " {title}", s.PENDENTE, NOW + DAYS_3),
+        EnvelopeSummary(12, "ENV-2", "Vencido", s.PENDENTE, NOW - timedelta(hours=2)),
+        EnvelopeSummary(13, "ENV-3", "Sem prazo", s.RASCUNHO, None),
+        EnvelopeSummary(14, "ENV-4", "Concluído", s.CONCLUIDO, NOW + timedelta(seconds=3570)),
+        EnvelopeSummary(15, "ENV-5", "Agora", s.PENDENTE, NOW + timedelta(seconds=30)),
+    )
+    page = EnvelopePage(Tab.PENDENTES, 2, 3, 21, items, {}, "", zone, NOW)
+
+    def deadline_by_t(env: EnvelopeSummary) -> str:
+        if env.expires_at is None:
+            return t("deadline.none")
+        moment = Raw(render.when(env.expires_at, zone))
+        if env.expires_at <= NOW:
+            return t("deadline.past", when=moment)
+        minutes = (env.expires_at - NOW).total_seconds() // 60
+        return t("deadline.left", when=moment, left=Raw(time_left(minutes * 60)))
+
+    token = current_language.set(language)
+    try:
+        deadlines = [render.deadline(env, zone, NOW) for env in items]
+        assert deadlines == [deadline_by_t(env) for env in items]
+        expected = [
+            t(
+                "list.item",
+                n=Raw(render.number(n)),
+                title=env.title,
+                ref=env.ref,
+                status=Raw(render.status_word(env, NOW)),
+                deadline=Raw(deadline_by_t(env)),
+            )
+            for n, env in enumerate(items, start=17)
+        ]
+        text = render.envelope_list(page)
+    finally:
+        current_language.reset(token)
+    blocks = text.split("\n\n")
+    assert blocks[1:-1] == expected
+    assert "&lt;script&gt;" in blocks[1] and "{title}" in blocks[1] and "{ref}" in blocks[1]
+    assert len(set(deadlines)) == len(deadlines)  # none, past and three durations
+    assert parse_html(text)  # Telegram would parse it
