@@ -125,7 +125,7 @@ def envelope_list(view: EnvelopePage) -> str:
                     "n": _number(i, lang),
                     "title": html.escape(env.title, quote=False),
                     "ref": html.escape(env.ref, quote=False),
-                    "status": t(f"status.{env.display_status(now)}", lang),
+                    "status": status_word(env, now),
                     "deadline": _deadline(env, zone, now, lang),
                 }
             )

@@ -5,7 +5,6 @@ it rewrites."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from telegram import Message, Update
@@ -13,15 +12,11 @@ from telegram.ext import ContextTypes, TypeHandler
 
 from bot.bootstrap import App
 from bot.scheduler.handlers import handlers as scheduler_handlers
-from bot.scheduler.pacer import Pacer
-from bot.scheduler.tick import Tick
 from bot.telegram.updates import Origin, origin
-from core.clock import FixedClock
-from core.reminders import Reminders
 from tests.support.bot_flows import pending_envelope, person
 from tests.support.bot_harness import running_bot
-from tests.support.builders import envelope_json, import_envelopes, seed_account
-from tests.support.scheduler import rows
+from tests.support.builders import seed_account
+from tests.support.scheduler import due_in_three_days, rows, tick_three_days_before
 
 
 def taps_seen(application: Any) -> list[tuple[Message | None, Origin | None]]:
@@ -77,21 +72,13 @@ async def test_a_tap_under_a_message_the_bot_can_no_longer_reach_is_answered_ane
 
 
 async def test_mute_still_reads_the_reminder_it_rewrites(sqlite_app: App) -> None:
-    clock = sqlite_app.clock
-    assert isinstance(clock, FixedClock)
     seeded = seed_account(sqlite_app)
     ana = person(seeded.admin)
-    env_id = import_envelopes(
-        sqlite_app,
-        seeded.account.id,
-        envelope_json("ENV-1", status="pendente", expires_at="2026-12-02T18:00:00-03:00"),
-    )["ENV-1"]
+    env_id = due_in_three_days(sqlite_app, seeded)
     async with running_bot(sqlite_app, extra_handlers=scheduler_handlers(sqlite_app)) as bot:
         seen = taps_seen(bot.application)
         await bot.say(ana, "/ajuda")  # Telegram knows a chat once they wrote
-        clock.set(datetime(2026, 11, 29, 21, 0, tzinfo=UTC))
-        reminders = Reminders(sqlite_app.lacre, sqlite_app.uow, clock)  # type: ignore[arg-type]
-        report = await Tick(reminders, Pacer(bot.application.bot))()
+        report = await tick_three_days_before(sqlite_app, bot.application.bot)
         assert (report.nudges, report.sent) == (1, 1)
         nudge = bot.last(ana)
         reminder = nudge.text  # the fake Bot API edits its messages in place

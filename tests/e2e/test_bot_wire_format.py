@@ -5,18 +5,14 @@ nudges. Read off what the fake Bot API received over HTTP."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from bot.bootstrap import App
 from bot.scheduler.handlers import handlers as scheduler_handlers
-from bot.scheduler.pacer import Pacer
-from bot.scheduler.tick import Tick
-from core.clock import FixedClock
-from core.reminders import Reminders
 from tests.support.bot_flows import person
 from tests.support.bot_harness import running_bot
-from tests.support.builders import envelope_json, import_envelopes, seed_account
+from tests.support.builders import seed_account
+from tests.support.scheduler import due_in_three_days, tick_three_days_before
 
 SENDS = ("sendmessage", "editmessagetext")
 
@@ -24,15 +20,9 @@ SENDS = ("sendmessage", "editmessagetext")
 async def test_every_message_on_every_path_is_html_without_a_link_preview(
     sqlite_app: App,
 ) -> None:
-    clock = sqlite_app.clock
-    assert isinstance(clock, FixedClock)
     seeded = seed_account(sqlite_app)
     ana = person(seeded.admin)
-    env_id = import_envelopes(
-        sqlite_app,
-        seeded.account.id,
-        envelope_json("ENV-1", status="pendente", expires_at="2026-12-02T18:00:00-03:00"),
-    )["ENV-1"]
+    env_id = due_in_three_days(sqlite_app, seeded)
     async with running_bot(sqlite_app, extra_handlers=scheduler_handlers(sqlite_app)) as bot:
         listing = await bot.say(ana, "/envelopes")  # a command's reply
         await bot.tap(ana, listing, f"env:{env_id}")  # an edit in place
@@ -41,9 +31,7 @@ async def test_every_message_on_every_path_is_html_without_a_link_preview(
         assert "informe ao suporte o código" in error.text
         page = await bot.say(ana, "/lembretes")  # the scheduler's own reply
         assert page.buttons()
-        clock.set(datetime(2026, 11, 29, 21, 0, tzinfo=UTC))
-        reminders = Reminders(sqlite_app.lacre, sqlite_app.uow, clock)  # type: ignore[arg-type]
-        report = await Tick(reminders, Pacer(bot.application.bot))()
+        report = await tick_three_days_before(sqlite_app, bot.application.bot)
         assert report.sent == 1  # a nudge from the pacer
         nudge = bot.last(ana)
         await bot.press(ana, nudge, "Não lembrar mais")  # the scheduler's edit

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,8 +18,8 @@ from bot.scheduler.pacer import Pacer
 from bot.scheduler.tick import Tick
 from core.clock import FixedClock
 from core.reminders import DAY, Reminders
-from tests.support.builders import Seeded, envelope_json, import_envelopes, seed_account
-from tests.support.scheduler import rows
+from tests.support.builders import Seeded, seed_account
+from tests.support.scheduler import due_in_three_days, rows, tick_three_days_before
 
 
 @dataclass
@@ -136,18 +135,10 @@ async def test_strangers_and_groups_get_only_an_explanation(chat: Chat) -> None:
 
 async def nudge(chat: Chat, seeded: Seeded) -> int:
     """Import a pending envelope and let a real tick deliver its 3-day nudge."""
-    clock = chat.app.clock
-    assert isinstance(clock, FixedClock)
-    env_id = import_envelopes(
-        chat.app,
-        seeded.account.id,
-        envelope_json("ENV-1", status="pendente", expires_at="2026-12-02T18:00:00-03:00"),
-    )["ENV-1"]
+    env_id = due_in_three_days(chat.app, seeded)
     chat.api.send_text(person(seeded.admin), "oi")  # Telegram knows a chat once they wrote
     await chat.deliver()
-    clock.set(datetime(2026, 11, 29, 21, 0, tzinfo=UTC))
-    reminders = Reminders(chat.app.lacre, chat.app.uow, clock)  # type: ignore[arg-type]
-    report = await Tick(reminders, Pacer(chat.application.bot))()
+    report = await tick_three_days_before(chat.app, chat.application.bot)
     assert (report.nudges, report.sent) == (1, 1)
     return env_id
 

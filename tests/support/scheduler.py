@@ -10,13 +10,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
+from telegram import Bot
 
 from bot.bootstrap import App, bootstrap
-from bot.scheduler.pacer import Delivery, Outgoing
+from bot.scheduler.pacer import Delivery, Outgoing, Pacer
 from bot.scheduler.tick import Tick, TickReport
-from core.clock import Clock
+from core.clock import Clock, FixedClock
 from core.reminders import Reminders
 from tests.conftest import make_settings
+from tests.support.builders import Seeded, envelope_json, import_envelopes
 
 
 @dataclass(frozen=True)
@@ -102,3 +104,22 @@ def as_utc(value: Any) -> datetime:
 def rows(app: App, sql: str, **params: Any) -> list[Any]:
     with app.engine.connect() as conn:
         return list(conn.execute(text(sql), params).all())
+
+
+def due_in_three_days(app: App, seeded: Seeded, ref: str = "ENV-1") -> int:
+    """A pending envelope due 2 Dec 18:00 (São Paulo): `tick_three_days_before` nudges it."""
+    return import_envelopes(
+        app,
+        seeded.account.id,
+        envelope_json(ref, status="pendente", expires_at="2026-12-02T18:00:00-03:00"),
+    )[ref]
+
+
+async def tick_three_days_before(app: App, bot: Bot) -> TickReport:
+    """Move the clock to the 3-day nudge of `due_in_three_days` and run a real tick through
+    `bot` (the chat must be known to Telegram: the user wrote first)."""
+    clock = app.clock
+    assert isinstance(clock, FixedClock)
+    clock.set(datetime(2026, 11, 29, 21, 0, tzinfo=UTC))
+    reminders = Reminders(app.lacre, app.uow, clock)  # type: ignore[arg-type]
+    return await Tick(reminders, Pacer(bot))()
